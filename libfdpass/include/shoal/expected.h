@@ -58,6 +58,7 @@ public:
 	bool has_value() const { return ok_; }
 	explicit operator bool() const { return ok_; }
 	const E &error() const { assert(!ok_); return error_; }
+	E &error() { assert(!ok_); return error_; }
 
 private:
 	E error_{};

@@ -82,8 +82,9 @@ public:
 	std::size_t queued_messages() const;
 	int fd() const; /* borrowed; -1 once closed */
 
+	struct Impl; /* opaque; outlives the Channel until libuv has released the socket */
+
 private:
-	struct Impl;
 	explicit Channel(Impl *impl);
 	Impl *impl_;
 };

@@ -1,0 +1,480 @@
+// The live upgrade: start the new binary, move listener, clients, mailbox and tasks to it, and step aside.
+#include "daemon.h"
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <unistd.h>
+
+#include <shoal/service/log.h>
+#include <shoal/service/systemd.h>
+
+extern char **environ;
+
+namespace shoal::service {
+
+using proto::ErrorCode;
+
+namespace {
+
+/*
+ * The records on the handoff link, in order:
+ *   new → old  {"t":"ready","pid":N}
+ *   old → new  {"t":"begin",…runtime state…}
+ *              {"t":"listener"} + [control socket]      {"t":"metrics"} + [metrics listener]
+ *              {"t":"conn",…} + [client socket]         {"t":"queued","conn":N,"data":…} + fds
+ *              {"t":"mail","owner":…,"ttl_ms":N,"data":…} + fds
+ *              {"t":"item","record":…} + fds             (the service's, in its order)
+ *              {"t":"end","items":N}
+ *   new → old  {"t":"ack","items":N}  or  {"t":"nack","error":…}
+ *   old → new  {"t":"finish"}   (only now may the new process touch any of it)
+ * The old process keeps every descriptor until "finish" is sent, so any failure before that
+ * leaves it able to carry on as if nothing happened.
+ */
+
+/* Variables that describe this process, not its successor. */
+bool inherited_env(const char *kv)
+{
+	static const char *drop[] = {"LISTEN_FDS=", "LISTEN_PID=", "LISTEN_FDNAMES=", "WATCHDOG_PID=",
+				     "SHOAL_HANDOFF_FD="};
+	for (const char *d : drop)
+		if (std::strncmp(kv, d, std::strlen(d)) == 0)
+			return false;
+	return true;
+}
+
+std::int64_t wall_ms()
+{
+	return std::chrono::duration_cast<std::chrono::milliseconds>(
+		       std::chrono::system_clock::now().time_since_epoch())
+		.count();
+}
+
+std::vector<int> borrowed(const std::vector<UniqueFd> &fds)
+{
+	std::vector<int> out;
+	for (const UniqueFd &fd : fds)
+		out.push_back(fd.get());
+	return out;
+}
+
+} // namespace
+
+void Daemon::start_upgrade(std::optional<Requester> requester)
+{
+	auto refuse_upgrade = [&](ErrorCode code, const std::string &why) {
+		log_->warn("Not upgrading: {}", why);
+		if (requester)
+			if (Connection *c = find(requester->connection))
+				error_reply(*c, requester->id, code, why);
+	};
+	if (upgrade_) {
+		refuse_upgrade(ErrorCode::busy, "an upgrade is already in progress");
+		return;
+	}
+	if (stopping_) {
+		refuse_upgrade(ErrorCode::busy, "the daemon is stopping");
+		return;
+	}
+	auto pair = handoff_socketpair();
+	if (!pair) {
+		refuse_upgrade(ErrorCode::internal, "socketpair: " + errno_name(pair.error()));
+		return;
+	}
+
+	auto up = std::make_unique<Upgrade>();
+	up->requester = requester;
+	up->started = Clock::now();
+
+	std::vector<std::string> args = argv_;
+	if (opts_.upgrade_binary != "/proc/self/exe")
+		args[0] = opts_.upgrade_binary;
+	std::vector<char *> argp;
+	for (std::string &a : args)
+		argp.push_back(a.data());
+	argp.push_back(nullptr);
+	std::vector<std::string> env;
+	for (char **e = environ; *e; e++)
+		if (inherited_env(*e))
+			env.emplace_back(*e);
+	env.emplace_back("SHOAL_HANDOFF_FD=3");
+	std::vector<char *> envp;
+	for (std::string &e : env)
+		envp.push_back(e.data());
+	envp.push_back(nullptr);
+
+	uv_stdio_container_t stdio[4];
+	for (int i = 0; i < 3; i++) {
+		stdio[i].flags = UV_INHERIT_FD;
+		stdio[i].data.fd = i;
+	}
+	stdio[3].flags = UV_INHERIT_FD;
+	stdio[3].data.fd = pair->second.get();
+
+	uv_process_options_t o{};
+	o.file = opts_.upgrade_binary.c_str();
+	o.args = argp.data();
+	o.env = envp.data();
+	o.stdio = stdio;
+	o.stdio_count = 4;
+	o.exit_cb = [](uv_process_t *p, int64_t status, int signal) {
+		auto *d = static_cast<Daemon *>(p->data);
+		Upgrade *u = d->upgrade_.get();
+		if (!u)
+			return;
+		u->exited = true;
+		u->exit_status = signal ? 128 + signal : static_cast<int>(status);
+		if (!u->handed_over)
+			d->abort_upgrade("the new process exited with status " + std::to_string(u->exit_status) +
+					 " before taking over");
+	};
+	up->process.data = this;
+	int r = uv_spawn(&loop_, &up->process, &o);
+	if (r < 0) {
+		/* uv_spawn leaves nothing to close on failure except the handle itself. */
+		uv_close(reinterpret_cast<uv_handle_t *>(&up->process), nullptr);
+		uv_run(&loop_, UV_RUN_NOWAIT);
+		counters_.upgrades_failed++;
+		refuse_upgrade(ErrorCode::internal,
+			       "failed to start " + opts_.upgrade_binary + ": " + uv_strerror(r));
+		return;
+	}
+	up->process_open = true;
+	up->pid = up->process.pid;
+	pair->second.reset();
+	up->link = std::make_unique<HandoffLink>(std::move(pair->first));
+
+	uv_poll_init_socket(&loop_, &up->poll, up->link->fd());
+	up->poll.data = this;
+	up->poll_open = true;
+	uv_poll_start(&up->poll, UV_READABLE | UV_DISCONNECT, [](uv_poll_t *h, int, int) {
+		static_cast<Daemon *>(h->data)->on_upgrade_readable();
+	});
+	uv_timer_init(&loop_, &up->timer);
+	up->timer.data = this;
+	up->timer_open = true;
+	uv_timer_start(&up->timer, [](uv_timer_t *t) {
+		static_cast<Daemon *>(t->data)->abort_upgrade("the new process did not become ready in time");
+	}, static_cast<std::uint64_t>(opts_.upgrade_timeout.count()), 0);
+
+	upgrade_ = std::move(up);
+	notify_reloading();
+	log_->info("Live upgrade: started {} as pid {}", opts_.upgrade_binary, upgrade_->pid);
+}
+
+void Daemon::on_upgrade_readable()
+{
+	Upgrade &up = *upgrade_;
+	auto rec = up.link->recv(Clock::now());
+	if (!rec) {
+		if (rec.error() == ETIMEDOUT || rec.error() == EAGAIN)
+			return;
+		abort_upgrade("the new process closed the upgrade link (" + errno_name(rec.error()) + ")");
+		return;
+	}
+	if (rec->json.value("t", "") != "ready") {
+		abort_upgrade("the new process sent something other than ready");
+		return;
+	}
+	uv_poll_stop(&up.poll);
+	uv_timer_stop(&up.timer);
+	transfer();
+}
+
+void Daemon::transfer()
+{
+	Upgrade &up = *upgrade_;
+	auto deadline = Clock::now() + opts_.upgrade_timeout;
+	std::size_t items = 0;
+
+	/* Safe point: no new clients, no requests, no task I/O until we know who runs them. */
+	stop_listening();
+	for (auto &[id, c] : conns_)
+		c->channel->pause();
+	service_->pause();
+
+	std::map<std::uint64_t, std::deque<OutMessage>> queues;
+	std::string failure;
+	auto send = [&](const nlohmann::json &rec, std::span<const int> fds) {
+		if (!failure.empty())
+			return;
+		if (auto r = up.link->send(rec, fds, deadline); !r)
+			failure = "sending " + rec.value("t", std::string("?")) + ": " + errno_name(r.error());
+	};
+
+	nlohmann::json begin = {
+		{"t", "begin"},
+		{"old_pid", ::getpid()},
+		{"generation", generation_},
+		{"started_at_ms", std::chrono::duration_cast<std::chrono::milliseconds>(
+					  started_wall_.time_since_epoch()).count()},
+		{"uptime_ms", std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started_).count()},
+		{"upgrade_began_ms", wall_ms() - std::chrono::duration_cast<std::chrono::milliseconds>(
+							 Clock::now() - up.started).count()},
+		{"socket_inode", socket_inode_},
+		{"next_conn", next_conn_},
+		{"counters", {{"connections", counters_.connections}, {"requests", counters_.requests},
+			      {"errors", counters_.errors}, {"denied", counters_.denied}, {"busy", counters_.busy},
+			      {"results_lost", counters_.results_lost}, {"mailbox_expired", counters_.mailbox_expired},
+			      {"upgrades_failed", counters_.upgrades_failed},
+			      {"errors_by_code", counters_.errors_by_code}}},
+	};
+	if (up.requester)
+		begin["requester"] = {{"conn", up.requester->connection}, {"id", up.requester->id}};
+	send(begin, {});
+
+	int lfd = listener_.get();
+	send({{"t", "listener"}}, std::span<const int>(&lfd, 1));
+	if (metrics_) {
+		int mfd = metrics_->fd();
+		send({{"t", "metrics"}}, std::span<const int>(&mfd, 1));
+	}
+
+	for (auto &[id, c] : conns_) {
+		if (!c->channel->is_open())
+			continue;
+		int cfd = c->channel->fd();
+		send({{"t", "conn"}, {"id", id}, {"owner", c->owner}, {"inflight", c->inflight},
+		      {"pid", c->peer.pid}, {"uid", c->peer.uid}, {"gid", c->peer.gid}},
+		     std::span<const int>(&cfd, 1));
+		std::deque<OutMessage> q = c->channel->take_queue();
+		for (const OutMessage &m : q)
+			send({{"t", "queued"}, {"conn", id}, {"data", m.data}}, borrowed(m.fds));
+		queues[id] = std::move(q);
+	}
+
+	auto now = Clock::now();
+	mailbox_.for_each([&](const std::string &owner, const Mailbox::Letter &l) {
+		auto ttl = std::chrono::duration_cast<std::chrono::milliseconds>(l.expires - now).count();
+		send({{"t", "mail"}, {"owner", owner}, {"ttl_ms", std::max<std::int64_t>(ttl, 1)},
+		      {"data", l.message.data}},
+		     borrowed(l.message.fds));
+	});
+
+	service_->export_items([&](ExportItem item) {
+		items++;
+		send({{"t", "item"}, {"record", std::move(item.record)}}, item.fds);
+	});
+	send({{"t", "end"}, {"items", items}}, {});
+
+	if (failure.empty()) {
+		auto ack = up.link->recv(deadline);
+		if (!ack)
+			failure = "waiting for the new process to take everything: " + errno_name(ack.error());
+		else if (ack->json.value("t", "") != "ack")
+			failure = "the new process refused: " + ack->json.value("error", std::string("(no reason)"));
+	}
+
+	if (!failure.empty()) {
+		/* Nothing left our hands: put the queues back and carry on. */
+		for (auto &[id, q] : queues) {
+			Connection *c = find(id);
+			for (OutMessage &m : q)
+				if (c)
+					(void)c->channel->send(std::move(m));
+		}
+		service_->resume();
+		for (auto &[id, c] : conns_)
+			c->channel->resume();
+		start_listening();
+		abort_upgrade(failure);
+		return;
+	}
+
+	/* The point of no return: systemd learns the new main pid, then the new process may start. */
+	up.handed_over = true;
+	notify_main_pid(up.pid);
+	notify_ready("handed over to pid " + std::to_string(up.pid));
+	(void)up.link->send({{"t", "finish"}}, {}, deadline);
+	log_->info("Live upgrade: handed {} clients, {} mailbox results and {} items to pid {} in {} ms",
+		   conns_.size(), mailbox_.messages(), items, up.pid, ms_since_start(up.started));
+
+	service_->abandon();
+	for (auto &[id, c] : conns_)
+		(void)c->channel->take_queue();
+	finish(0);
+}
+
+std::int64_t Daemon::ms_since_start(Clock::time_point t)
+{
+	return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count();
+}
+
+void Daemon::abort_upgrade(const std::string &why)
+{
+	if (!upgrade_ || upgrade_->handed_over)
+		return;
+	Upgrade &up = *upgrade_;
+	counters_.upgrades_failed++;
+	log_->error("Live upgrade failed, still serving: {}", why);
+	if (!up.exited && up.pid > 0)
+		::kill(up.pid, SIGKILL); /* our own child, which never took anything over */
+	notify_ready("serving (upgrade failed: " + why + ")");
+	if (up.requester)
+		if (Connection *c = find(up.requester->connection))
+			error_reply(*c, up.requester->id, ErrorCode::internal, "upgrade failed: " + why);
+	close_upgrade();
+}
+
+void Daemon::close_upgrade()
+{
+	if (!upgrade_)
+		return;
+	/* The handles live inside Upgrade, which must outlive their close callbacks. */
+	struct Graveyard {
+		std::unique_ptr<Upgrade> up;
+		int pending = 0;
+	};
+	auto *g = new Graveyard{std::move(upgrade_), 0};
+	auto done = [](uv_handle_t *h) {
+		auto *g = static_cast<Graveyard *>(h->data);
+		if (--g->pending == 0)
+			delete g;
+	};
+	Upgrade &up = *g->up;
+	uv_handle_t *handles[3] = {};
+	if (up.poll_open)
+		handles[0] = reinterpret_cast<uv_handle_t *>(&up.poll);
+	if (up.timer_open)
+		handles[1] = reinterpret_cast<uv_handle_t *>(&up.timer);
+	/* Closing a process handle does not kill the process: a successor lives on. */
+	if (up.process_open)
+		handles[2] = reinterpret_cast<uv_handle_t *>(&up.process);
+	for (uv_handle_t *h : handles)
+		if (h)
+			g->pending++;
+	if (g->pending == 0) {
+		delete g;
+		return;
+	}
+	for (uv_handle_t *h : handles) {
+		if (!h)
+			continue;
+		h->data = g;
+		uv_close(h, done);
+	}
+}
+
+/* ---------------------------------------------------------------- the new process */
+
+void Daemon::take_over(UniqueFd fd)
+{
+	HandoffLink link(std::move(fd));
+	auto deadline = Clock::now() + opts_.upgrade_timeout;
+	auto fail_takeover = [&](const std::string &why) {
+		(void)link.send({{"t", "nack"}, {"error", why}}, {}, deadline);
+		throw std::runtime_error("Failed to take over from the running daemon: " + why);
+	};
+
+	if (auto r = link.send({{"t", "ready"}, {"pid", ::getpid()}}, {}, deadline); !r)
+		throw std::runtime_error("Failed to reach the running daemon: " + errno_name(r.error()));
+
+	UniqueFd metrics_fd;
+	std::map<std::uint64_t, std::deque<OutMessage>> queued;
+	std::size_t items = 0;
+	std::int64_t upgrade_began_ms = 0;
+	nlohmann::json begin;
+
+	for (;;) {
+		auto rec = link.recv(deadline);
+		if (!rec)
+			throw std::runtime_error("Failed to take over: the running daemon went away (" +
+						 errno_name(rec.error()) + ")");
+		const nlohmann::json &j = rec->json;
+		const std::string t = j.value("t", "");
+		try {
+			if (t == "begin") {
+				begin = j;
+			} else if (t == "listener" && rec->fds.size() == 1) {
+				listener_ = std::move(rec->fds[0]);
+			} else if (t == "metrics" && rec->fds.size() == 1) {
+				metrics_fd = std::move(rec->fds[0]);
+			} else if (t == "conn" && rec->fds.size() == 1) {
+				PeerCredentials peer{j.at("pid").get<pid_t>(), j.at("uid").get<uid_t>(),
+						     j.at("gid").get<gid_t>()};
+				add_connection(j.at("id").get<std::uint64_t>(), std::move(rec->fds[0]), peer,
+					       j.at("owner").get<std::string>(), j.at("inflight").get<std::size_t>(), false);
+			} else if (t == "queued") {
+				queued[j.at("conn").get<std::uint64_t>()].push_back(
+					{j.at("data").get<std::string>(), std::move(rec->fds)});
+			} else if (t == "mail") {
+				auto ttl = std::chrono::milliseconds(j.at("ttl_ms").get<std::int64_t>());
+				(void)mailbox_.post(j.at("owner").get<std::string>(),
+						    {j.at("data").get<std::string>(), std::move(rec->fds)},
+						    Clock::now() + ttl);
+			} else if (t == "item") {
+				items++;
+				auto r = service_->import_item({j.at("record"), std::move(rec->fds)});
+				if (!r)
+					fail_takeover("item " + std::to_string(items) + ": " + r.error());
+			} else if (t == "end") {
+				if (j.at("items").get<std::size_t>() != items)
+					fail_takeover("item count mismatch");
+				break;
+			} else {
+				fail_takeover("unexpected record \"" + t + "\"");
+			}
+		} catch (const nlohmann::json::exception &e) {
+			fail_takeover(std::string("malformed ") + t + " record: " + e.what());
+		}
+	}
+	if (!listener_.is_valid())
+		fail_takeover("no control socket was handed over");
+
+	if (auto r = link.send({{"t", "ack"}, {"items", items}}, {}, deadline); !r)
+		throw std::runtime_error("Failed to acknowledge the takeover: " + errno_name(r.error()));
+	auto fin = link.recv(deadline);
+	if (!fin || fin->json.value("t", "") != "finish")
+		throw std::runtime_error("The running daemon did not let go; it keeps serving");
+
+	/* Ours now. */
+	predecessor_ = begin.value("old_pid", 0);
+	generation_ = begin.value("generation", std::uint64_t{0}) + 1;
+	started_wall_ = std::chrono::system_clock::time_point(
+		std::chrono::milliseconds(begin.value("started_at_ms", std::int64_t{0})));
+	started_ = Clock::now() - std::chrono::milliseconds(begin.value("uptime_ms", std::int64_t{0}));
+	socket_inode_ = begin.value("socket_inode", ino_t{0});
+	next_conn_ = begin.value("next_conn", std::uint64_t{1});
+	upgrade_began_ms = begin.value("upgrade_began_ms", std::int64_t{0});
+	if (begin.contains("counters")) {
+		const auto &c = begin["counters"];
+		counters_.connections = c.value("connections", std::uint64_t{0});
+		counters_.requests = c.value("requests", std::uint64_t{0});
+		counters_.errors = c.value("errors", std::uint64_t{0});
+		counters_.denied = c.value("denied", std::uint64_t{0});
+		counters_.busy = c.value("busy", std::uint64_t{0});
+		counters_.results_lost = c.value("results_lost", std::uint64_t{0});
+		counters_.mailbox_expired = c.value("mailbox_expired", std::uint64_t{0});
+		counters_.upgrades_failed = c.value("upgrades_failed", std::uint64_t{0});
+		if (c.contains("errors_by_code"))
+			counters_.errors_by_code = c["errors_by_code"].get<std::map<std::string, std::uint64_t>>();
+	}
+
+	open_metrics(std::move(metrics_fd));
+	start_common();
+	for (auto &[id, c] : conns_) {
+		start_connection(*c);
+		for (OutMessage &m : queued[id])
+			send_to(*c, std::move(m));
+	}
+	service_->resume_imported();
+	start_listening();
+
+	std::int64_t took = wall_ms() - upgrade_began_ms;
+	log_->info("Took over from pid {} (upgrade {}): {} clients, {} mailbox results, {} items in {} ms",
+		   predecessor_, generation_, conns_.size(), mailbox_.messages(), items, took);
+	notify_status("serving (upgrade " + std::to_string(generation_) + ")");
+
+	if (begin.contains("requester")) {
+		std::uint64_t conn = begin["requester"].value("conn", std::uint64_t{0});
+		if (Connection *c = find(conn))
+			send_to(*c, {proto::encode_message(begin["requester"].value("id", std::string{}), "handed_over",
+							   {{"old_pid", predecessor_},
+							    {"new_pid", ::getpid()},
+							    {"tasks", items},
+							    {"duration_ms", took}}),
+				     {}});
+	}
+}
+
+} // namespace shoal::service

@@ -1,0 +1,103 @@
+// EchoDaemon fixture and socket helpers for the runtime tests.
+#include "fixture.h"
+
+#include <catch.hpp>
+#include <fstream>
+#include <csignal>
+#include <poll.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <sstream>
+#include <unistd.h>
+
+namespace shoal::test {
+
+EchoDaemon::EchoDaemon(const std::vector<std::string> &extra, const std::map<std::string, std::string> &env)
+{
+	raise_fd_limit();
+	/* Successors started by live upgrades are re-parented to us, so we can reap them. */
+	::prctl(PR_SET_CHILD_SUBREAPER, 1);
+	std::vector<std::string> argv = {build_path("tests/shoal-echod"), "--socket", socket, "--log-level", "debug"};
+	argv.insert(argv.end(), extra.begin(), extra.end());
+	process = Process::spawn(argv, env, log);
+	bool up = wait_for_socket(socket, std::chrono::seconds(10));
+	if (!up)
+		FAIL("shoal-echod did not start:\n" << log_text());
+}
+
+EchoDaemon::~EchoDaemon()
+{
+	auto c = Client::connect(socket);
+	if (!c)
+		return;
+	auto r = c->call("status", nlohmann::json::object(), {}, std::chrono::seconds(2));
+	if (!r || !r->json.contains("pid"))
+		return;
+	pid_t pid = r->json["pid"].get<pid_t>();
+	if (pid > 0 && pid != process.pid()) {
+		::kill(pid, SIGKILL);
+		::waitpid(pid, nullptr, 0);
+	}
+}
+
+Client EchoDaemon::connect()
+{
+	auto c = Client::connect(socket);
+	REQUIRE(c);
+	return std::move(*c);
+}
+
+pid_t EchoDaemon::serving_pid()
+{
+	Client c = connect();
+	auto r = c.call("status");
+	REQUIRE(r);
+	return r->json.at("pid").get<pid_t>();
+}
+
+std::string EchoDaemon::log_text() const
+{
+	std::ifstream f(log);
+	std::stringstream ss;
+	ss << f.rdbuf();
+	return ss.str();
+}
+
+CommandResult EchoDaemon::shoalctl(const std::vector<std::string> &args)
+{
+	std::vector<std::string> argv = {build_path("services/shoalctl/shoalctl"), "--socket", socket};
+	argv.insert(argv.end(), args.begin(), args.end());
+	return run_command(argv);
+}
+
+std::pair<UniqueFd, UniqueFd> stream_pair()
+{
+	int sv[2];
+	REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+	return {UniqueFd(sv[0]), UniqueFd(sv[1])};
+}
+
+bool echo_roundtrip(int fd, const std::string &data)
+{
+	std::size_t sent = 0;
+	while (sent < data.size()) {
+		ssize_t n = ::send(fd, data.data() + sent, data.size() - sent, MSG_NOSIGNAL);
+		if (n <= 0)
+			return false;
+		sent += static_cast<std::size_t>(n);
+	}
+	std::string got;
+	while (got.size() < data.size()) {
+		pollfd p{fd, POLLIN, 0};
+		if (::poll(&p, 1, 5000) <= 0)
+			return false;
+		char buf[65536];
+		ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+		if (n <= 0)
+			return false;
+		got.append(buf, static_cast<std::size_t>(n));
+	}
+	return got == data;
+}
+
+} // namespace shoal::test
