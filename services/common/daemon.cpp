@@ -279,6 +279,13 @@ void Daemon::refuse(UniqueFd sock, ErrorCode code, const std::string &message)
 	counters_.errors_by_code[std::string(proto::to_string(code))]++;
 	/* Best effort: the socket buffer of a fresh connection always has room for one reply. */
 	(void)send_message(sock.get(), proto::encode_error(std::nullopt, code, message));
+	/*
+	 * Closing a Unix socket with unread messages makes the peer's next read fail with
+	 * ECONNRESET before it sees our reply; take what it already sent (closing any fds) first.
+	 */
+	for (int i = 0; i < 16; i++)
+		if (!recv_message(sock.get()))
+			break;
 }
 
 void Daemon::add_connection(std::uint64_t id, UniqueFd sock, const PeerCredentials &peer, std::string owner,
@@ -408,7 +415,8 @@ void Daemon::dispatch(Connection &c, proto::Request req, std::vector<UniqueFd> f
 
 	const auto ops = service_->ops();
 	if (std::find(ops.begin(), ops.end(), op) == ops.end()) {
-		error_reply(c, req.id, ErrorCode::unknown_op, "unknown op \"" + op + "\"");
+		proto::Failure f = proto::unknown_op_failure(op);
+		error_reply(c, req.id, f.code, f.message);
 		return;
 	}
 	if (stopping_) {

@@ -58,7 +58,13 @@ private:
 	};
 
 	/* The old process's side of one live upgrade. */
+	/*
+	 * The old process's side of one live upgrade. Its handles point at it (data), so once
+	 * retired it lives on until libuv has closed them all, and a child that failed is reaped
+	 * (its exit seen) before its process handle closes: no zombies.
+	 */
 	struct Upgrade {
+		Daemon *daemon = nullptr;
 		uv_process_t process{};
 		uv_poll_t poll{};
 		uv_timer_t timer{};
@@ -66,13 +72,18 @@ private:
 		std::optional<Requester> requester;
 		Clock::time_point started;
 		pid_t pid = 0;
+		int handles_open = 0;
 		bool process_open = false;
 		bool poll_open = false;
 		bool timer_open = false;
 		bool exited = false;
+		bool link_closed = false;
 		bool handed_over = false;
+		bool retired = false;
 		int exit_status = 0;
 	};
+	static void upgrade_handle_closed(uv_handle_t *h);
+	static void upgrade_timer_fired(uv_timer_t *t);
 
 	/* start-up */
 	void start_fresh();

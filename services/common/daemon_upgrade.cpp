@@ -118,44 +118,49 @@ void Daemon::start_upgrade(std::optional<Requester> requester)
 	o.stdio = stdio;
 	o.stdio_count = 4;
 	o.exit_cb = [](uv_process_t *p, int64_t status, int signal) {
-		auto *d = static_cast<Daemon *>(p->data);
-		Upgrade *u = d->upgrade_.get();
-		if (!u)
-			return;
+		auto *u = static_cast<Upgrade *>(p->data);
 		u->exited = true;
 		u->exit_status = signal ? 128 + signal : static_cast<int>(status);
-		if (!u->handed_over)
-			d->abort_upgrade("the new process exited with status " + std::to_string(u->exit_status) +
-					 " before taking over");
+		if (u->retired) {
+			u->process_open = false;
+			uv_close(reinterpret_cast<uv_handle_t *>(p), upgrade_handle_closed);
+		} else if (!u->handed_over) {
+			u->daemon->abort_upgrade("the new process exited with status " +
+						 std::to_string(u->exit_status) + " before taking over");
+		}
 	};
-	up->process.data = this;
+	up->daemon = this;
+	up->process.data = up.get();
 	int r = uv_spawn(&loop_, &up->process, &o);
 	if (r < 0) {
-		/* uv_spawn leaves nothing to close on failure except the handle itself. */
-		uv_close(reinterpret_cast<uv_handle_t *>(&up->process), nullptr);
-		uv_run(&loop_, UV_RUN_NOWAIT);
+		/* A failed uv_spawn still initialised the handle: close it before up goes away. */
+		up->process_open = true;
+		up->handles_open = 1;
+		upgrade_ = std::move(up);
+		close_upgrade();
 		counters_.upgrades_failed++;
 		refuse_upgrade(ErrorCode::internal,
 			       "failed to start " + opts_.upgrade_binary + ": " + uv_strerror(r));
 		return;
 	}
 	up->process_open = true;
+	up->handles_open = 1;
 	up->pid = up->process.pid;
 	pair->second.reset();
 	up->link = std::make_unique<HandoffLink>(std::move(pair->first));
 
 	uv_poll_init_socket(&loop_, &up->poll, up->link->fd());
-	up->poll.data = this;
+	up->poll.data = up.get();
 	up->poll_open = true;
+	up->handles_open++;
 	uv_poll_start(&up->poll, UV_READABLE | UV_DISCONNECT, [](uv_poll_t *h, int, int) {
-		static_cast<Daemon *>(h->data)->on_upgrade_readable();
+		static_cast<Upgrade *>(h->data)->daemon->on_upgrade_readable();
 	});
 	uv_timer_init(&loop_, &up->timer);
-	up->timer.data = this;
+	up->timer.data = up.get();
 	up->timer_open = true;
-	uv_timer_start(&up->timer, [](uv_timer_t *t) {
-		static_cast<Daemon *>(t->data)->abort_upgrade("the new process did not become ready in time");
-	}, static_cast<std::uint64_t>(opts_.upgrade_timeout.count()), 0);
+	up->handles_open++;
+	uv_timer_start(&up->timer, upgrade_timer_fired, static_cast<std::uint64_t>(opts_.upgrade_timeout.count()), 0);
 
 	upgrade_ = std::move(up);
 	notify_reloading();
@@ -169,7 +174,10 @@ void Daemon::on_upgrade_readable()
 	if (!rec) {
 		if (rec.error() == ETIMEDOUT || rec.error() == EAGAIN)
 			return;
-		abort_upgrade("the new process closed the upgrade link (" + errno_name(rec.error()) + ")");
+		/* Most likely it is exiting: give its exit status a moment to tell us why. */
+		up.link_closed = true;
+		uv_poll_stop(&up.poll);
+		uv_timer_start(&up.timer, upgrade_timer_fired, 1000, 0);
 		return;
 	}
 	if (rec->json.value("t", "") != "ready") {
@@ -283,8 +291,7 @@ void Daemon::transfer()
 
 	/* The point of no return: systemd learns the new main pid, then the new process may start. */
 	up.handed_over = true;
-	notify_main_pid(up.pid);
-	notify_ready("handed over to pid " + std::to_string(up.pid));
+	notify_handed_over(up.pid);
 	(void)up.link->send({{"t", "finish"}}, {}, deadline);
 	log_->info("Live upgrade: handed {} clients, {} mailbox results and {} items to pid {} in {} ms",
 		   conns_.size(), mailbox_.messages(), items, up.pid, ms_since_start(up.started));
@@ -316,43 +323,45 @@ void Daemon::abort_upgrade(const std::string &why)
 	close_upgrade();
 }
 
+void Daemon::upgrade_timer_fired(uv_timer_t *t)
+{
+	auto *u = static_cast<Upgrade *>(t->data);
+	u->daemon->abort_upgrade(u->link_closed ? "the new process closed the upgrade link"
+						: "the new process did not become ready in time");
+}
+
+void Daemon::upgrade_handle_closed(uv_handle_t *h)
+{
+	auto *u = static_cast<Upgrade *>(h->data);
+	if (--u->handles_open == 0 && u->retired)
+		delete u;
+}
+
 void Daemon::close_upgrade()
 {
 	if (!upgrade_)
 		return;
-	/* The handles live inside Upgrade, which must outlive their close callbacks. */
-	struct Graveyard {
-		std::unique_ptr<Upgrade> up;
-		int pending = 0;
-	};
-	auto *g = new Graveyard{std::move(upgrade_), 0};
-	auto done = [](uv_handle_t *h) {
-		auto *g = static_cast<Graveyard *>(h->data);
-		if (--g->pending == 0)
-			delete g;
-	};
-	Upgrade &up = *g->up;
-	uv_handle_t *handles[3] = {};
-	if (up.poll_open)
-		handles[0] = reinterpret_cast<uv_handle_t *>(&up.poll);
-	if (up.timer_open)
-		handles[1] = reinterpret_cast<uv_handle_t *>(&up.timer);
-	/* Closing a process handle does not kill the process: a successor lives on. */
-	if (up.process_open)
-		handles[2] = reinterpret_cast<uv_handle_t *>(&up.process);
-	for (uv_handle_t *h : handles)
-		if (h)
-			g->pending++;
-	if (g->pending == 0) {
-		delete g;
-		return;
+	Upgrade *u = upgrade_.release();
+	u->retired = true;
+	u->link.reset();
+	if (u->poll_open) {
+		u->poll_open = false;
+		uv_close(reinterpret_cast<uv_handle_t *>(&u->poll), upgrade_handle_closed);
 	}
-	for (uv_handle_t *h : handles) {
-		if (!h)
-			continue;
-		h->data = g;
-		uv_close(h, done);
+	if (u->timer_open) {
+		u->timer_open = false;
+		uv_close(reinterpret_cast<uv_handle_t *>(&u->timer), upgrade_handle_closed);
 	}
+	/*
+	 * A successor that took over lives on; closing the handle does not touch it. A child that
+	 * failed keeps its handle until its exit is seen (exit_cb closes it), so it is reaped.
+	 */
+	if (u->process_open && (u->exited || u->handed_over)) {
+		u->process_open = false;
+		uv_close(reinterpret_cast<uv_handle_t *>(&u->process), upgrade_handle_closed);
+	}
+	if (u->handles_open == 0)
+		delete u;
 }
 
 /* ---------------------------------------------------------------- the new process */

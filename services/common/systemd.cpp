@@ -36,7 +36,10 @@ bool notify_reloading()
 
 bool notify_stopping() { return notify("STOPPING=1"); }
 bool notify_watchdog() { return notify("WATCHDOG=1"); }
-bool notify_main_pid(pid_t pid) { return notify("MAINPID=" + std::to_string(pid)); }
+bool notify_handed_over(pid_t pid)
+{
+	return notify("MAINPID=" + std::to_string(pid) + "\nREADY=1\nSTATUS=handed over to pid " + std::to_string(pid));
+}
 
 std::optional<std::chrono::microseconds> watchdog_interval()
 {

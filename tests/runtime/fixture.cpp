@@ -2,6 +2,7 @@
 #include "fixture.h"
 
 #include <catch.hpp>
+#include <algorithm>
 #include <fstream>
 #include <csignal>
 #include <poll.h>
@@ -17,7 +18,9 @@ EchoDaemon::EchoDaemon(const std::vector<std::string> &extra, const std::map<std
 	raise_fd_limit();
 	/* Successors started by live upgrades are re-parented to us, so we can reap them. */
 	::prctl(PR_SET_CHILD_SUBREAPER, 1);
-	std::vector<std::string> argv = {build_path("tests/shoal-echod"), "--socket", socket, "--log-level", "debug"};
+	std::vector<std::string> argv = {build_path("tests/shoal-echod"), "--socket", socket};
+	if (std::find(extra.begin(), extra.end(), "--log-level") == extra.end())
+		argv.insert(argv.end(), {"--log-level", "debug"});
 	argv.insert(argv.end(), extra.begin(), extra.end());
 	process = Process::spawn(argv, env, log);
 	bool up = wait_for_socket(socket, std::chrono::seconds(10));
@@ -68,6 +71,29 @@ CommandResult EchoDaemon::shoalctl(const std::vector<std::string> &args)
 	std::vector<std::string> argv = {build_path("services/shoalctl/shoalctl"), "--socket", socket};
 	argv.insert(argv.end(), args.begin(), args.end());
 	return run_command(argv);
+}
+
+bool wait_fd_count(pid_t pid, std::size_t expected)
+{
+	for (int i = 0; i < 200; i++) {
+		if (count_fds_of(pid) == expected)
+			return true;
+		::usleep(10000);
+	}
+	return false;
+}
+
+std::size_t stable_fd_count(pid_t pid)
+{
+	std::size_t last = count_fds_of(pid);
+	int same = 0;
+	for (int i = 0; i < 300 && same < 10; i++) {
+		::usleep(20000);
+		std::size_t now = count_fds_of(pid);
+		same = now == last ? same + 1 : 0;
+		last = now;
+	}
+	return last;
 }
 
 std::pair<UniqueFd, UniqueFd> stream_pair()

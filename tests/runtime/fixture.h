@@ -31,6 +31,12 @@ struct EchoDaemon {
 	CommandResult shoalctl(const std::vector<std::string> &args);
 };
 
+/* Waits (up to 2 s) until pid has exactly expected descriptors open: closes happen on its loop. */
+bool wait_fd_count(pid_t pid, std::size_t expected);
+
+/* pid's descriptor count once it has stopped changing (a baseline for leak checks). */
+std::size_t stable_fd_count(pid_t pid);
+
 /* A connected AF_UNIX stream socketpair, close-on-exec. */
 std::pair<UniqueFd, UniqueFd> stream_pair();
 

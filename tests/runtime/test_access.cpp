@@ -69,13 +69,13 @@ TEST_CASE("a peer outside the allow-list is denied and disconnected", "[access]"
 	SECTION("not allowed") {
 		EchoDaemon d({"--config", cfg});
 		::chmod(d.dir.path().c_str(), 0755);
-		std::size_t fds = count_fds_of(d.process.pid());
+		std::size_t fds = stable_fd_count(d.process.pid());
 		CHECK(connect_as_nobody(d.socket) == 1);
 		Client c = d.connect();
 		auto s = c.call("status");
 		REQUIRE(s);
 		CHECK(s->json.at("counters").at("denied") == 1);
-		CHECK(count_fds_of(d.process.pid()) == fds + 1);
+		CHECK(wait_fd_count(d.process.pid(), fds + 1));
 		CHECK(d.log_text().find("not in the allow-list") != std::string::npos);
 	}
 	SECTION("allowed by user") {

@@ -98,7 +98,7 @@ TEST_CASE("an unclaimed result expires after the TTL and its fds are closed", "[
 	std::fputs("{ \"mailbox\": { \"ttl_ms\": 200 } }\n", f);
 	std::fclose(f);
 	EchoDaemon d({"--config", cfg});
-	std::size_t fds = count_fds_of(d.process.pid());
+	std::size_t fds = stable_fd_count(d.process.pid());
 	auto [mine, theirs] = stream_pair();
 	{
 		Client proxy = d.connect();
@@ -109,7 +109,7 @@ TEST_CASE("an unclaimed result expires after the TTL and its fds are closed", "[
 	mine.reset();
 	auto s = wait_status(d, [](const nlohmann::json &s) { return s["counters"]["mailbox_expired"] == 1; });
 	CHECK(s["mailbox"]["messages"] == 0);
-	CHECK(count_fds_of(d.process.pid()) == fds);
+	CHECK(wait_fd_count(d.process.pid(), fds));
 }
 
 TEST_CASE("a result for a client that never said hello is counted as lost", "[mailbox]")

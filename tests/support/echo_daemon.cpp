@@ -82,6 +82,7 @@ public:
 		const proto::Request &req = call.request;
 		if (req.op == "sleep") {
 			/* Answers after ms: lets tests hold requests in flight. */
+			auto ms = req.body.value("ms", std::uint64_t{100});
 			auto *sl = new Sleeper{this, std::move(call), {}};
 			uv_timer_init(rt_->loop(), &sl->timer);
 			sl->timer.data = sl;
@@ -90,7 +91,7 @@ public:
 				sl->self->runtime().reply(sl->call.client, sl->call.request.id, "slept", nlohmann::json::object());
 				uv_close(reinterpret_cast<uv_handle_t *>(h),
 					 [](uv_handle_t *h) { delete static_cast<Sleeper *>(h->data); });
-			}, req.body.value("ms", std::uint64_t{100}), 0);
+			}, ms, 0);
 			return;
 		}
 		if (req.op == "cancel") {

@@ -18,8 +18,8 @@ bool notify_status(const std::string &status);
 bool notify_reloading();
 bool notify_stopping();
 bool notify_watchdog();
-/* Tells systemd that pid is now the unit's main process (the live upgrade's last step). */
-bool notify_main_pid(pid_t pid);
+/* One message: pid is now the unit's main process and the reload is over (the live upgrade's last step). */
+bool notify_handed_over(pid_t pid);
 
 /* The watchdog interval systemd expects pings within, if WatchdogSec= is set for us. */
 std::optional<std::chrono::microseconds> watchdog_interval();
