@@ -3,6 +3,7 @@
 
 #include <cerrno>
 #include <fcntl.h>
+#include <sys/socket.h>
 
 namespace shoal {
 
@@ -24,6 +25,9 @@ struct Channel::Impl {
 
 	int events = 0;
 	int pending_error = 0;
+	std::size_t max_datagram = 0; /* what the kernel will send in one datagram (SO_SNDBUF - 32) */
+	bool handle_closed = false;  /* libuv has let go: the socket is closed */
+	bool orphaned = false;       /* the Channel object is gone: whoever finishes last frees this */
 	bool started = false;
 	bool paused = false;
 	bool backpressure = false;
@@ -40,7 +44,21 @@ void poll_cb(uv_poll_t *handle, int status, int events);
 
 void close_cb(uv_handle_t *handle)
 {
-	delete static_cast<Impl *>(handle->data);
+	auto *impl = static_cast<Impl *>(handle->data);
+	impl->handle_closed = true;
+	impl->sock.reset();
+	if (impl->orphaned)
+		delete impl;
+}
+
+/* The real reason a socket failed: libuv reports POLLERR as EBADF. */
+int socket_error(int fd, int fallback)
+{
+	int err = 0;
+	socklen_t len = sizeof(err);
+	if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0)
+		return err;
+	return fallback;
 }
 
 void close_impl(Impl *impl)
@@ -137,7 +155,7 @@ void poll_cb(uv_poll_t *handle, int status, int events)
 		return;
 	}
 	if (status < 0) {
-		fail(impl, -status);
+		fail(impl, socket_error(impl->sock.get(), -status));
 		return;
 	}
 	if ((events & UV_WRITABLE) && !flush(impl))
@@ -180,6 +198,10 @@ Result<std::unique_ptr<Channel>> Channel::open(uv_loop_t *loop, UniqueFd sock, C
 		delete impl;
 		return errno_error(-r);
 	}
+	int sndbuf = 0;
+	socklen_t len = sizeof(sndbuf);
+	if (::getsockopt(sock.get(), SOL_SOCKET, SO_SNDBUF, &sndbuf, &len) == 0 && sndbuf > 32)
+		impl->max_datagram = static_cast<std::size_t>(sndbuf) - 32;
 	impl->sock = std::move(sock);
 	impl->poll.data = impl;
 	return std::unique_ptr<Channel>(new Channel(impl));
@@ -188,6 +210,10 @@ Result<std::unique_ptr<Channel>> Channel::open(uv_loop_t *loop, UniqueFd sock, C
 Channel::~Channel()
 {
 	close();
+	if (impl_->handle_closed)
+		delete impl_;
+	else
+		impl_->orphaned = true; /* close_cb frees it */
 }
 
 void Channel::start(MessageHandler on_message, CloseHandler on_close)
@@ -219,6 +245,9 @@ Expected<void, Refused> Channel::send(OutMessage message)
 		return Unexpected(Refused{EPIPE, std::move(message)});
 	if (message.fds.size() > kKernelMaxFds)
 		return Unexpected(Refused{E2BIG, std::move(message)});
+	/* Refuse now what the kernel would refuse later, when it would take the channel down. */
+	if (impl->max_datagram && message.data.size() > impl->max_datagram)
+		return Unexpected(Refused{EMSGSIZE, std::move(message)});
 
 	if (impl->queue.empty()) {
 		auto r = send_message(impl->sock.get(), message.data, raw_fds(message));

@@ -11,6 +11,9 @@ namespace shoal {
 
 namespace {
 
+/* SCM_PIDFD (Linux 6.5); Debian 12's headers predate it. */
+constexpr int kScmPidfd = 0x04;
+
 /*
  * Closes every descriptor in every SCM_RIGHTS header and reports whether anything other than
  * SCM_RIGHTS arrived. Walking all headers matters: a sender may split fds over several.
@@ -19,6 +22,15 @@ bool take_fds(msghdr &msg, std::vector<UniqueFd> &out)
 {
 	bool foreign = false;
 	for (cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == kScmPidfd &&
+		    c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+			/* SO_PASSPIDFD on our socket: a descriptor too, and ours to close. */
+			int fd;
+			std::memcpy(&fd, CMSG_DATA(c), sizeof(int));
+			UniqueFd close_it(fd);
+			foreign = true;
+			continue;
+		}
 		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) {
 			foreign = true;
 			continue;
@@ -64,7 +76,7 @@ Result<ReceivedMessage> recv_message(int sock, std::size_t max_size, std::size_t
 
 	bool foreign = take_fds(msg, m.fds);
 
-	if (n == 0 && m.fds.empty() && !foreign && !(msg.msg_flags & MSG_CTRUNC)) {
+	if (n == 0 && m.fds.empty() && !foreign && !(msg.msg_flags & (MSG_CTRUNC | MSG_TRUNC))) {
 		int type = 0;
 		socklen_t len = sizeof(type);
 		if (::getsockopt(sock, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type != SOCK_DGRAM)

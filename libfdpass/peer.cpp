@@ -25,7 +25,7 @@ Result<UniqueFd> peer_pidfd(int sock)
 	socklen_t len = sizeof(fd);
 	/* The kernel creates the pidfd with O_CLOEXEC. */
 	if (::getsockopt(sock, SOL_SOCKET, SO_PEERPIDFD, &fd, &len) < 0)
-		return errno_error(errno == EINVAL ? ENOPROTOOPT : errno);
+		return errno_error(errno);
 	return UniqueFd(fd);
 }
 

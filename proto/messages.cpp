@@ -611,7 +611,7 @@ Expected<Done, Failure> decode_done(const Reply &rep)
 	return guarded<Done>([&]() -> Expected<Done, Failure> {
 		SHOAL_CHECK(check_shape(rep.op, ops::done, rep.body, rep.nfds,
 					{"task", "metadata", "reason", "error", "bytes_a_to_b", "bytes_b_to_a",
-					 "duration_ms"}));
+					 "duration_ms", "unsent_a_to_b", "unsent_b_to_a"}));
 		Done m;
 		SHOAL_CHECK(get_task_id(rep.body, "task", m.task));
 		SHOAL_CHECK(get_metadata(rep.body, m.metadata));
@@ -623,6 +623,10 @@ Expected<Done, Failure> decode_done(const Reply &rep)
 		SHOAL_CHECK(get_counter(rep.body, "bytes_a_to_b", m.bytes_a_to_b));
 		SHOAL_CHECK(get_counter(rep.body, "bytes_b_to_a", m.bytes_b_to_a));
 		SHOAL_CHECK(get_counter(rep.body, "duration_ms", m.duration_ms));
+		for (auto [name, out] : {std::pair{"unsent_a_to_b", &m.unsent_a_to_b},
+					 std::pair{"unsent_b_to_a", &m.unsent_b_to_a}})
+			if (find(rep.body, name))
+				SHOAL_CHECK(get_string(rep.body, name, 1, kMaxMessageSize, *out));
 		return m;
 	});
 }
@@ -812,6 +816,10 @@ std::string encode(const Id &id, const Done &m)
 	       {"duration_ms", m.duration_ms}};
 	if (m.error)
 		f["error"] = *m.error;
+	if (!m.unsent_a_to_b.empty())
+		f["unsent_a_to_b"] = m.unsent_a_to_b;
+	if (!m.unsent_b_to_a.empty())
+		f["unsent_b_to_a"] = m.unsent_b_to_a;
 	return encode_message(id, ops::done, f);
 }
 

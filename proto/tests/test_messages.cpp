@@ -338,10 +338,11 @@ TEST_CASE("done: 2 fds, reason, error only with reason error, counters")
 	CHECK_FAILS(decode_done(rep(msg("done", R"("task":"t","reason":"eof",)" + counters), 0)), ErrorCode::bad_fds,
 		    "done takes 2 fds, got 0");
 
-	Done full{"t-1", json{{"conn", 1}}, EndReason::error, std::string("EPIPE"), 1, 2, 3};
+	Done full{"t-1", json{{"conn", 1}}, EndReason::error, std::string("EPIPE"), 1, 2, 3, "", ""};
+	reply_round_trip(Done{"t-3", nullptr, EndReason::cancelled, std::nullopt, 4, 0, 1, "aGVsbG8=", ""}, decode_done);
 	reply_round_trip(full, decode_done);
-	reply_round_trip(Done{"t-2", nullptr, EndReason::cancelled, std::nullopt, 0, 0, 0}, decode_done);
-	CHECK(encode(std::string("r1"), Done{"t", nullptr, EndReason::eof, std::nullopt, 1, 2, 3}) ==
+	reply_round_trip(Done{"t-2", nullptr, EndReason::cancelled, std::nullopt, 0, 0, 0, "", ""}, decode_done);
+	CHECK(encode(std::string("r1"), Done{"t", nullptr, EndReason::eof, std::nullopt, 1, 2, 3, "", ""}) ==
 	      R"({"v":1,"op":"done","id":"r1","bytes_a_to_b":1,"bytes_b_to_a":2,"duration_ms":3,"metadata":null,"reason":"eof","task":"t"})");
 }
 
@@ -509,7 +510,7 @@ TEST_CASE("the session of PROTOCOL.md section 15 is what the library does")
 	      R"({"v":1,"op":"welcome","id":"1","mailbox":1,"owner":"shoal-proxy@edge1"})");
 	CHECK_BAD(decode_splice(req(R"({"v":1,"op":"splice","id":"3","idle_timeout":5})", 2)),
 		  "idle_timeout: unknown field");
-	CHECK(encode(std::string("2"), Done{"s-1f", json{{"conn", 412}}, EndReason::eof, std::nullopt, 5120, 88211, 9014}) ==
+	CHECK(encode(std::string("2"), Done{"s-1f", json{{"conn", 412}}, EndReason::eof, std::nullopt, 5120, 88211, 9014, "", ""}) ==
 	      R"({"v":1,"op":"done","id":"2","bytes_a_to_b":5120,"bytes_b_to_a":88211,"duration_ms":9014,"metadata":{"conn":412},"reason":"eof","task":"s-1f"})");
 	std::string broken = R"({"v":1,"op":"status","id":"4")";
 	auto r = parse_request(broken, 0);

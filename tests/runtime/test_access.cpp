@@ -5,7 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "fixture.h"
+#include "daemon_fixture.h"
 
 using namespace shoal;
 using namespace shoal::test;

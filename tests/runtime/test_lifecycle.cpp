@@ -8,7 +8,7 @@
 #include <thread>
 #include <unistd.h>
 
-#include "fixture.h"
+#include "daemon_fixture.h"
 
 using namespace shoal;
 using namespace shoal::test;

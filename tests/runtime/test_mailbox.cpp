@@ -3,7 +3,7 @@
 
 #include <thread>
 
-#include "fixture.h"
+#include "daemon_fixture.h"
 
 using namespace shoal;
 using namespace shoal::test;

@@ -20,7 +20,7 @@ struct ChannelLimits {
 	std::size_t max_message = kProtocolMaxMessage; /* larger datagrams arrive with EMSGSIZE */
 	std::size_t max_fds = kProtocolMaxFds;         /* more arrive with ETOOMANYREFS, all closed */
 	/*
-	 * The outgoing queue's bound. send() refuses a message that would take the queue past it;
+	 * The outgoing queue's bound. send() refuses a message that would take a non-empty queue past it;
 	 * reading stops while the queue holds more than half of it (a peer that does not read its
 	 * replies stops being served instead of growing our memory) and resumes below a quarter.
 	 */
@@ -37,7 +37,8 @@ struct OutMessage {
 
 /* A message send() could not take: handed back whole, so its descriptors are not lost. */
 struct Refused {
-	int error;          /* ENOBUFS: queue full; EPIPE: channel closed or peer gone; EMSGSIZE/E2BIG */
+	int error;          /* ENOBUFS: queue full; EPIPE: channel closed or peer gone; EMSGSIZE: larger than
+			       the socket can ever send (SO_SNDBUF); E2BIG: more than kKernelMaxFds fds */
 	OutMessage message;
 };
 

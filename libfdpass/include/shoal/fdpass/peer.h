@@ -17,7 +17,10 @@ struct PeerCredentials {
 /* The credentials the peer had when it connected (or created the socketpair). */
 Result<PeerCredentials> peer_credentials(int sock);
 
-/* A pidfd for the peer process (Linux 6.5+); fails with ENOPROTOOPT on older kernels. */
+/*
+ * A pidfd for the peer process (Linux 6.5+). ENOPROTOOPT: the kernel is older; EINVAL (6.5 to
+ * 6.15): the peer has exited and been reaped.
+ */
 Result<UniqueFd> peer_pidfd(int sock);
 
 } // namespace shoal

@@ -187,6 +187,13 @@ struct Done {
 	std::uint64_t bytes_a_to_b = 0;
 	std::uint64_t bytes_b_to_a = 0;
 	std::uint64_t duration_ms = 0;
+	/*
+	 * Bytes splicer had read but not yet written when a cancel or a stop ended the relay
+	 * (the other side was not reading), base64; absent when empty. Nothing is lost: the
+	 * caller writes them itself if it carries on with the sockets.
+	 */
+	std::string unsent_a_to_b;
+	std::string unsent_b_to_a;
 	friend bool operator==(const Done &, const Done &) = default;
 };
 /* cancel {task}: 0 fds. */

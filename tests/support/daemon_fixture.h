@@ -1,4 +1,4 @@
-// A shoal-echod daemon per test: its own socket in its own temp dir, stopped at the end.
+// A daemon per test (shoal-echod, splicer, …): its own socket in its own temp dir, stopped at the end.
 #pragma once
 
 #include <string>
@@ -13,22 +13,31 @@
 
 namespace shoal::test {
 
-struct EchoDaemon {
+struct TestDaemon {
 	TempDir dir;
-	std::string socket = dir / "echod.sock";
-	std::string log = dir / "echod.log";
+	std::string socket = dir / "daemon.sock";
+	std::string log = dir / "daemon.log";
 	Process process;
 
-	/* Starts shoal-echod --socket <socket> extra…; REQUIREs that it serves within 10 s. */
-	explicit EchoDaemon(const std::vector<std::string> &extra = {},
-			    const std::map<std::string, std::string> &env = {});
+	/* Starts BINARY --socket <socket> extra… (binary relative to the build dir); REQUIREs that it serves within 10 s. */
+	TestDaemon(const std::string &binary, const std::vector<std::string> &extra,
+		   const std::map<std::string, std::string> &env = {});
 	/* Stops whichever process serves now (a live upgrade's successor is ours to end too). */
-	~EchoDaemon();
+	~TestDaemon();
 	Client connect();
 	/* The pid currently serving (changes after a live upgrade). */
 	pid_t serving_pid();
 	std::string log_text() const;
 	CommandResult shoalctl(const std::vector<std::string> &args);
+};
+
+/* The runtime's test service. */
+struct EchoDaemon : TestDaemon {
+	explicit EchoDaemon(const std::vector<std::string> &extra = {},
+			    const std::map<std::string, std::string> &env = {})
+		: TestDaemon("tests/shoal-echod", extra, env)
+	{
+	}
 };
 
 /* Waits (up to 2 s) until pid has exactly expected descriptors open: closes happen on its loop. */

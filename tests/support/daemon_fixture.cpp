@@ -1,5 +1,5 @@
-// EchoDaemon fixture and socket helpers for the runtime tests.
-#include "fixture.h"
+// TestDaemon fixture and socket helpers for the integration tests.
+#include "daemon_fixture.h"
 
 #include <catch.hpp>
 #include <algorithm>
@@ -13,22 +13,23 @@
 
 namespace shoal::test {
 
-EchoDaemon::EchoDaemon(const std::vector<std::string> &extra, const std::map<std::string, std::string> &env)
+TestDaemon::TestDaemon(const std::string &binary, const std::vector<std::string> &extra,
+		       const std::map<std::string, std::string> &env)
 {
 	raise_fd_limit();
 	/* Successors started by live upgrades are re-parented to us, so we can reap them. */
 	::prctl(PR_SET_CHILD_SUBREAPER, 1);
-	std::vector<std::string> argv = {build_path("tests/shoal-echod"), "--socket", socket};
+	std::vector<std::string> argv = {build_path(binary), "--socket", socket};
 	if (std::find(extra.begin(), extra.end(), "--log-level") == extra.end())
 		argv.insert(argv.end(), {"--log-level", "debug"});
 	argv.insert(argv.end(), extra.begin(), extra.end());
 	process = Process::spawn(argv, env, log);
 	bool up = wait_for_socket(socket, std::chrono::seconds(10));
 	if (!up)
-		FAIL("shoal-echod did not start:\n" << log_text());
+		FAIL(binary << " did not start:\n" << log_text());
 }
 
-EchoDaemon::~EchoDaemon()
+TestDaemon::~TestDaemon()
 {
 	auto c = Client::connect(socket);
 	if (!c)
@@ -43,14 +44,14 @@ EchoDaemon::~EchoDaemon()
 	}
 }
 
-Client EchoDaemon::connect()
+Client TestDaemon::connect()
 {
 	auto c = Client::connect(socket);
 	REQUIRE(c);
 	return std::move(*c);
 }
 
-pid_t EchoDaemon::serving_pid()
+pid_t TestDaemon::serving_pid()
 {
 	Client c = connect();
 	auto r = c.call("status");
@@ -58,7 +59,7 @@ pid_t EchoDaemon::serving_pid()
 	return r->json.at("pid").get<pid_t>();
 }
 
-std::string EchoDaemon::log_text() const
+std::string TestDaemon::log_text() const
 {
 	std::ifstream f(log);
 	std::stringstream ss;
@@ -66,7 +67,7 @@ std::string EchoDaemon::log_text() const
 	return ss.str();
 }
 
-CommandResult EchoDaemon::shoalctl(const std::vector<std::string> &args)
+CommandResult TestDaemon::shoalctl(const std::vector<std::string> &args)
 {
 	std::vector<std::string> argv = {build_path("services/shoalctl/shoalctl"), "--socket", socket};
 	argv.insert(argv.end(), args.begin(), args.end());
