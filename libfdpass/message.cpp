@@ -51,7 +51,13 @@ bool take_fds(msghdr &msg, std::vector<UniqueFd> &out)
 Result<ReceivedMessage> recv_message(int sock, std::size_t max_size, std::size_t max_fds)
 {
 	ReceivedMessage m;
-	m.data.resize(max_size);
+	/*
+	 * One reusable buffer per thread: sizing m.data to max_size for every datagram would
+	 * zero-fill (and, past the mmap threshold, map and unmap) 64 KiB or more per message.
+	 */
+	thread_local std::vector<char> scratch;
+	if (scratch.size() < max_size)
+		scratch.resize(max_size);
 
 	/*
 	 * Room for one more descriptor than allowed, so "too many" is seen as a count rather
@@ -60,7 +66,7 @@ Result<ReceivedMessage> recv_message(int sock, std::size_t max_size, std::size_t
 	std::size_t room = max_fds + 1;
 	std::vector<char> control(CMSG_SPACE(room * sizeof(int)));
 
-	iovec iov{m.data.data(), m.data.size()};
+	iovec iov{scratch.data(), max_size};
 	msghdr msg{};
 	msg.msg_iov = &iov;
 	msg.msg_iovlen = 1;
@@ -83,7 +89,7 @@ Result<ReceivedMessage> recv_message(int sock, std::size_t max_size, std::size_t
 			return errno_error(EPIPE);
 	}
 
-	m.data.resize(static_cast<std::size_t>(n));
+	m.data.assign(scratch.data(), static_cast<std::size_t>(n));
 	if ((msg.msg_flags & MSG_CTRUNC) || m.fds.size() > max_fds) {
 		m.fds.clear();
 		m.error = ETOOMANYREFS;

@@ -2,7 +2,6 @@
 #include "relay.h"
 
 #include <cerrno>
-#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -38,13 +37,6 @@ int socket_error(int fd, int fallback)
 	if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0)
 		return err;
 	return fallback;
-}
-
-void set_nonblocking(int fd)
-{
-	int flags = ::fcntl(fd, F_GETFL);
-	if (flags >= 0 && !(flags & O_NONBLOCK))
-		::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
 }
 
 nlohmann::json direction_record(const Direction &d)
@@ -84,8 +76,7 @@ Relay::~Relay()
 bool Relay::start(EndHandler on_end)
 {
 	on_end_ = std::move(on_end);
-	set_nonblocking(a_.get());
-	set_nonblocking(b_.get());
+	/* uv_poll_init_socket makes both sockets non-blocking (FIONBIO), which splice() relies on. */
 	for (bool is_a : {true, false}) {
 		auto *p = new Poll{{}, this, is_a};
 		if (uv_poll_init_socket(ctx_.loop, &p->handle, is_a ? a_.get() : b_.get()) < 0) {
@@ -109,10 +100,14 @@ bool Relay::start(EndHandler on_end)
 	return true;
 }
 
+/*
+ * The runtime never runs the loop between pause() and resume()/abandon() (the handoff is
+ * synchronous), so a flag is a safe point: no callback can move a byte in between, and
+ * leaving epoll alone saves two epoll_ctl() per relay on the upgrade's critical path.
+ */
 void Relay::pause()
 {
 	paused_ = true;
-	update();
 }
 
 void Relay::resume()
@@ -168,6 +163,8 @@ void Relay::update()
 
 void Relay::on_event(bool is_a, int status, int events)
 {
+	if (paused_)
+		return;
 	if (status < 0) {
 		/* libuv reports POLLERR as EBADF; the socket knows the real error (ECONNRESET, …). */
 		end(EndReason::error, socket_error(is_a ? a_.get() : b_.get(), -status));
