@@ -434,8 +434,12 @@ Expected<StatusRequest, Failure> decode_status_request(const Request &req)
 Expected<ListRequest, Failure> decode_list_request(const Request &req)
 {
 	return guarded<ListRequest>([&]() -> Expected<ListRequest, Failure> {
-		SHOAL_CHECK(check_shape(req.op, ops::list, req.body, req.nfds, {}));
-		return ListRequest{};
+		SHOAL_CHECK(check_shape(req.op, ops::list, req.body, req.nfds, {"offset"}));
+		ListRequest m;
+		std::optional<std::uint64_t> offset;
+		SHOAL_CHECK(get_uint(req.body, "offset", 0, std::numeric_limits<std::uint32_t>::max(), offset, false));
+		m.offset = offset.value_or(0);
+		return m;
 	});
 }
 
@@ -550,7 +554,7 @@ Expected<StatusReply, Failure> decode_status_reply(const Reply &rep)
 Expected<ListReply, Failure> decode_list_reply(const Reply &rep)
 {
 	return guarded<ListReply>([&]() -> Expected<ListReply, Failure> {
-		SHOAL_CHECK(check_shape(rep.op, ops::list, rep.body, rep.nfds, {"tasks"}));
+		SHOAL_CHECK(check_shape(rep.op, ops::list, rep.body, rep.nfds, {"tasks", "total", "next_offset"}));
 		const json *tasks = find(rep.body, "tasks");
 		if (tasks == nullptr)
 			return Unexpected(bad("tasks", "missing"));
@@ -559,6 +563,15 @@ Expected<ListReply, Failure> decode_list_reply(const Reply &rep)
 			return Unexpected(bad("tasks", "must be an array of objects"));
 		ListReply m;
 		m.tasks = *tasks;
+		SHOAL_CHECK(get_counter(rep.body, "total", m.total));
+		const json *next = find(rep.body, "next_offset");
+		if (next == nullptr)
+			return Unexpected(bad("next_offset", "missing"));
+		if (!next->is_null()) {
+			std::optional<std::uint64_t> n;
+			SHOAL_CHECK(get_uint(rep.body, "next_offset", 1, std::numeric_limits<std::uint64_t>::max(), n, true));
+			m.next_offset = n;
+		}
 		return m;
 	});
 }
@@ -764,14 +777,17 @@ std::string encode(const Id &id, const StatusReply &m)
 	return encode_message(id, ops::status, m.fields);
 }
 
-std::string encode(const Id &id, const ListRequest &)
+std::string encode(const Id &id, const ListRequest &m)
 {
-	return encode_message(id, ops::list);
+	return encode_message(id, ops::list, m.offset ? json{{"offset", m.offset}} : json(nullptr));
 }
 
 std::string encode(const Id &id, const ListReply &m)
 {
-	return encode_message(id, ops::list, json{{"tasks", m.tasks}});
+	return encode_message(id, ops::list,
+			      json{{"tasks", m.tasks},
+				   {"total", m.total},
+				   {"next_offset", m.next_offset ? json(*m.next_offset) : json(nullptr)}});
 }
 
 std::string encode(const Id &id, const UpgradeDaemon &)

@@ -53,7 +53,8 @@ add("valid-release", 0, msg("release", lease="l-1"))
 add("reply-welcome", 0, msg("welcome", owner="proxy-1", mailbox=3))
 add("reply-status", 0, msg("status", daemon="splicer", version="0.1.0", protocol=1, uptime_ms=12,
                            counters={"tasks": 1}))
-add("reply-list", 0, msg("list", tasks=[{"task": "t-1", "owner": "p"}, {"task": "t-2"}]))
+add("reply-list", 0, msg("list", tasks=[{"task": "t-1", "owner": "p"}, {"task": "t-2"}], total=2, next_offset=None))
+add("valid-list-offset", 0, msg("list", offset=200))
 add("reply-handed-over", 0, msg("handed_over", old_pid=100, new_pid=200, tasks=5, duration_ms=40))
 add("reply-error", 0, msg("error", code="busy", message="tasks: limit of 10000 reached"))
 add("reply-error-null-id", 0, {"v": 1, "op": "error", "id": None, "code": "bad_request",

@@ -158,6 +158,8 @@ TEST_CASE("status, list, upgrade_daemon: no fields, no fds")
 		  std::string(64, 'k') + "\u2026: unknown field");
 	request_round_trip(StatusRequest{}, decode_status_request);
 	request_round_trip(ListRequest{}, decode_list_request);
+	request_round_trip(ListRequest{250}, decode_list_request);
+	CHECK_BAD(decode_list_request(req(msg("list", R"("offset":-1)"), 0)), "offset: must be an integer between 0 and 4294967295");
 	request_round_trip(UpgradeDaemon{}, decode_upgrade_daemon);
 	CHECK(encode(std::string("s"), StatusRequest{}) == R"({"v":1,"op":"status","id":"s"})");
 }
@@ -179,13 +181,17 @@ TEST_CASE("welcome, status, list and handed_over replies")
 	reply_round_trip(StatusReply{json{{"daemon", "fish"}, {"protocol", 1}}}, decode_status_reply);
 	reply_round_trip(StatusReply{}, decode_status_reply);
 
-	auto l = decode_list_reply(rep(msg("list", R"("tasks":[{"task":"t-1"},{}])"), 0));
+	auto l = decode_list_reply(rep(msg("list", R"("tasks":[{"task":"t-1"},{}],"total":5,"next_offset":2)"), 0));
 	REQUIRE(l.has_value());
 	CHECK(l->tasks.size() == 2);
+	CHECK(l->total == 5);
+	CHECK(l->next_offset == 2u);
 	CHECK_BAD(decode_list_reply(rep(msg("list"), 0)), "tasks: missing");
 	CHECK_BAD(decode_list_reply(rep(msg("list", R"("tasks":{})"), 0)), "tasks: must be an array of objects");
 	CHECK_BAD(decode_list_reply(rep(msg("list", R"("tasks":[1])"), 0)), "tasks: must be an array of objects");
-	reply_round_trip(ListReply{json::array({{{"task", "t-1"}, {"owner", "p"}}})}, decode_list_reply);
+	CHECK_BAD(decode_list_reply(rep(msg("list", R"("tasks":[],"total":0)"), 0)), "next_offset: missing");
+	reply_round_trip(ListReply{json::array({{{"task", "t-1"}, {"owner", "p"}}}), 1, std::nullopt}, decode_list_reply);
+	reply_round_trip(ListReply{json::array({{{"task", "t-1"}}}), 9, 1}, decode_list_reply);
 
 	auto h = decode_handed_over(rep(msg("handed_over", R"("old_pid":10,"new_pid":11,"tasks":2,"duration_ms":30)"), 0));
 	REQUIRE(h.has_value());

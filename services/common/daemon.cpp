@@ -406,7 +406,7 @@ void Daemon::dispatch(Connection &c, proto::Request req, std::vector<UniqueFd> f
 			service_->fill_status(s);
 			send_to(c, {proto::encode_message(req.id, "status", s), {}});
 		} else if (op == "list") {
-			send_to(c, {proto::encode_message(req.id, "list", {{"tasks", service_->list()}}), {}});
+			send_to(c, {list_page(req), {}});
 		} else {
 			start_upgrade(Requester{c.id, req.id});
 		}
@@ -466,6 +466,14 @@ void Daemon::send_to(Connection &c, OutMessage m)
 	if (r)
 		return;
 	Refused &ref = r.error();
+	if (ref.error == EMSGSIZE && ref.message.fds.empty()) {
+		/* Every request is answered: a reply that cannot be sent becomes an error that can. */
+		log_->error("Failed to send a reply of {} bytes: larger than the socket carries", ref.message.data.size());
+		(void)c.channel->send({proto::encode_error(proto::salvage_id(ref.message.data), ErrorCode::internal,
+							   "the reply is larger than one message can carry"),
+				       {}});
+		return;
+	}
 	if (!ref.message.fds.empty()) {
 		if (c.owner.empty() || !mailbox_.post(c.owner, std::move(ref.message)))
 			lose("its client cannot take it", ref.message.fds.size());
@@ -586,6 +594,26 @@ bool Daemon::client_connected(std::uint64_t connection) const
 }
 
 /* ---------------------------------------------------------------- status and metrics */
+
+std::string Daemon::list_page(const proto::Request &req)
+{
+	std::uint64_t offset = proto::decode_list_request(req)->offset;
+	nlohmann::json all = service_->list();
+	nlohmann::json page = nlohmann::json::array();
+	/* As many tasks as fit in one datagram, leaving room for the envelope. */
+	std::size_t budget = kProtocolMaxMessage - 512, used = 0;
+	std::uint64_t next = offset;
+	for (; next < all.size(); next++) {
+		std::size_t size = all[next].dump().size() + 1;
+		if (used + size > budget && !page.empty())
+			break;
+		used += size;
+		page.push_back(std::move(all[next]));
+	}
+	nlohmann::json next_offset = next < all.size() ? nlohmann::json(next) : nlohmann::json(nullptr);
+	return proto::encode_message(req.id, "list",
+				     {{"tasks", std::move(page)}, {"total", all.size()}, {"next_offset", next_offset}});
+}
 
 nlohmann::json Daemon::status_fields()
 {

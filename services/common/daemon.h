@@ -115,6 +115,8 @@ private:
 	Connection *find_owner(const std::string &owner);
 
 	nlohmann::json status_fields();
+	/* One page of list, from the request's offset, as large as one message allows. */
+	std::string list_page(const proto::Request &req);
 	std::string render_metrics();
 
 	/* live upgrade, old side */

@@ -144,6 +144,35 @@ int main(int argc, char **argv)
 			return 3;
 		}
 	}
+	if (command == "list") {
+		/* Follow the pages: one message holds a few hundred tasks. */
+		nlohmann::json all = nlohmann::json::array();
+		std::uint64_t offset = 0;
+		for (;;) {
+			nlohmann::json f = offset ? nlohmann::json{{"offset", offset}} : nlohmann::json::object();
+			auto page = client->call("list", f, {}, timeout);
+			if (!page) {
+				std::fprintf(stderr, "shoalctl: list: %s\n", std::strerror(page.error()));
+				return 3;
+			}
+			if (page->is_error()) {
+				std::fprintf(stderr, "shoalctl: list: %s: %s\n", page->json.value("code", "?").c_str(),
+					     page->json.value("message", "").c_str());
+				return 1;
+			}
+			for (auto &t : page->json["tasks"])
+				all.push_back(std::move(t));
+			if (!page->json.contains("next_offset") || page->json["next_offset"].is_null())
+				break;
+			offset = page->json["next_offset"].get<std::uint64_t>();
+		}
+		if (json)
+			std::printf("%s\n", nlohmann::json{{"op", "list"}, {"tasks", all}, {"total", all.size()}}.dump(2).c_str());
+		else
+			for (const auto &t : all)
+				std::printf("%s\n", t.dump().c_str());
+		return 0;
+	}
 	auto reply = client->call(op, fields, {}, timeout);
 	if (!reply) {
 		std::fprintf(stderr, "shoalctl: %s: %s\n", command.c_str(),
@@ -160,9 +189,6 @@ int main(int argc, char **argv)
 	}
 	if (json) {
 		std::printf("%s\n", j.dump(2).c_str());
-	} else if (command == "list") {
-		for (const auto &t : j.value("tasks", nlohmann::json::array()))
-			std::printf("%s\n", t.dump().c_str());
 	} else if (command == "upgrade") {
 		std::printf("upgraded: pid %d -> pid %d, %llu tasks handed over in %lld ms\n",
 			    j.value("old_pid", 0), j.value("new_pid", 0),

@@ -243,3 +243,40 @@ TEST_CASE("limits answer busy instead of stalling", "[limits]")
 		require_error(c.call("echo", {}, std::span<const int>(&fd, 1)), "busy");
 	}
 }
+
+TEST_CASE("list pages through more tasks than one message holds", "[requests]")
+{
+	EchoDaemon d;
+	Client c = d.connect();
+	std::vector<UniqueFd> keep;
+	for (int i = 0; i < 1500; i++) {
+		auto [mine, theirs] = stream_pair();
+		int fd = theirs.get();
+		auto r = c.call("echo", {{"metadata", {{"client", "198.51.100.7:" + std::to_string(40000 + i)}, {"i", i}}}},
+				std::span<const int>(&fd, 1));
+		REQUIRE(r->op() == "accepted");
+		keep.push_back(std::move(mine));
+	}
+	auto first = c.call("list");
+	REQUIRE(first);
+	REQUIRE(first->op() == "list");
+	CHECK(first->json.at("total") == 1500);
+	std::size_t n = first->json.at("tasks").size();
+	CHECK(n < 1500);
+	REQUIRE(first->json.at("next_offset") == n);
+	std::size_t seen = n, pages = 1;
+	nlohmann::json next = first->json["next_offset"];
+	while (!next.is_null()) {
+		auto page = c.call("list", {{"offset", next}});
+		REQUIRE(page);
+		REQUIRE(page->op() == "list");
+		seen += page->json.at("tasks").size();
+		next = page->json.at("next_offset");
+		pages++;
+	}
+	CHECK(seen == 1500);
+	CHECK(pages >= 2);
+	CommandResult all = d.shoalctl({"list"});
+	CHECK(all.status == 0);
+	CHECK(std::count(all.output.begin(), all.output.end(), '\n') == 1500);
+}

@@ -133,13 +133,20 @@ struct StatusReply {
 	nlohmann::json fields = nlohmann::json::object();
 	friend bool operator==(const StatusReply &, const StatusReply &) = default;
 };
-/* list {}: 0 fds. */
+/* list {offset?}: 0 fds. offset: skip that many tasks (a page of a long list). */
 struct ListRequest {
+	std::uint64_t offset = 0;
 	friend bool operator==(const ListRequest &, const ListRequest &) = default;
 };
-/* list {tasks}: 0 fds. tasks: an array of objects, one per task, daemon-specific keys. */
+/*
+ * list {tasks, total, next_offset}: 0 fds. tasks: an array of objects, one per task,
+ * daemon-specific keys; as many as fit in one message from offset on. total: all tasks.
+ * next_offset: where the next page starts, null after the last one.
+ */
 struct ListReply {
 	nlohmann::json tasks = nlohmann::json::array();
+	std::uint64_t total = 0;
+	std::optional<std::uint64_t> next_offset;
 	friend bool operator==(const ListReply &, const ListReply &) = default;
 };
 /* upgrade_daemon {}: 0 fds. Replace the running daemon by a fresh exec, losslessly. */
