@@ -35,7 +35,7 @@ std::unique_ptr<char[]> take_buffer()
 void give_buffer(std::unique_ptr<char[]> b)
 {
 	/* A few spares are enough to avoid mmap/munmap per burst without hoarding memory. */
-	if (b && pool.size() < 16)
+	if (b && pool.size() < 64)
 		pool.push_back(std::move(b));
 }
 
@@ -89,7 +89,7 @@ void update(Pair *p)
 		Side &s = p->side[i];
 		std::uint32_t m = 0;
 		if (p->connecting) {
-			m = i == 1 ? EPOLLOUT : 0;
+			m = i == 1 ? std::uint32_t{EPOLLOUT} : 0u;
 		} else {
 			if (p->dir[i].len == 0 && !p->dir[i].eof)
 				m |= EPOLLIN;

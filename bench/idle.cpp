@@ -118,8 +118,6 @@ void run_rounds(std::size_t &busy, bench::Clock::time_point deadline, Next next)
 			return;
 		for (int k = 0; k < n; k++) {
 			std::uint32_t i = events[k].data.u32;
-			if (i == kStdin)
-				continue; /* commands wait until the rounds are over */
 			if (handle(i, events[k].events)) {
 				busy--;
 				next();
@@ -224,7 +222,10 @@ int main(int argc, char **argv)
 						start_round(static_cast<std::uint32_t>(c), false);
 						busy += conns[c].state == State::Round;
 					}
+					/* Stdin stays out of the set meanwhile: level-triggered, it would wake us for nothing. */
+					::epoll_ctl(ep, EPOLL_CTL_DEL, 0, nullptr);
 					run_rounds(busy, t0 + span, [] {});
+					::epoll_ctl(ep, EPOLL_CTL_ADD, 0, &sev);
 					for (std::size_t c = 0; c < count; c++)
 						if (conns[c].state == State::Round)
 							mark_dead(static_cast<std::uint32_t>(c), ETIMEDOUT);

@@ -3,6 +3,7 @@
 // One blocking connection: write one byte, block in read for the echo, record the time. Blocking
 // reads sleep in the kernel, so nothing spins; the relay's wake-up cost is exactly what is measured.
 #include <algorithm>
+#include <string>
 #include <vector>
 
 #include "common.h"
@@ -10,8 +11,9 @@
 namespace {
 
 const char *kUsage =
-	"Usage: bench_pingpong --connect 127.0.0.1:PORT [--count N] [--warmup N]\n"
-	"Times N 1-byte round trips (default 20000) after a warm-up (default 1000); prints JSON.\n";
+	"Usage: bench_pingpong --connect 127.0.0.1:PORT [--count N] [--warmup N] [--raw]\n"
+	"Times N 1-byte round trips (default 20000) after a warm-up (default 1000); prints JSON.\n"
+	"--raw adds every sample (\"samples_ns\"), so runs can be pooled.\n";
 
 void full_write(int fd, const void *p, std::size_t n)
 {
@@ -48,6 +50,7 @@ int main(int argc, char **argv)
 	sockaddr_in addr = bench::parse_endpoint(args.str("connect"));
 	std::size_t count = args.num("count", 20000);
 	std::size_t warmup = args.num("warmup", 1000);
+	bool raw = args.flag("raw");
 	if (count == 0)
 		bench::die("--count must be positive");
 
@@ -74,6 +77,14 @@ int main(int argc, char **argv)
 	}
 	bench::close_abort(fd);
 
+	std::string samples;
+	if (raw) {
+		/* In the order measured, before sorting, in case someone wants to see drift over time. */
+		samples = ",\"samples_ns\":[";
+		for (std::size_t i = 0; i < ns.size(); i++)
+			samples += (i ? "," : "") + std::to_string(ns[i]);
+		samples += "]";
+	}
 	std::sort(ns.begin(), ns.end());
 	auto pct = [&](double p) {
 		std::size_t i = static_cast<std::size_t>(p / 100.0 * static_cast<double>(ns.size() - 1) + 0.5);
@@ -83,8 +94,8 @@ int main(int argc, char **argv)
 	for (auto v : ns)
 		sum += static_cast<double>(v);
 	std::printf("{\"count\":%zu,\"min_us\":%.2f,\"p50_us\":%.2f,\"p90_us\":%.2f,\"p99_us\":%.2f,"
-		    "\"p999_us\":%.2f,\"max_us\":%.2f,\"mean_us\":%.2f}\n",
+		    "\"p999_us\":%.2f,\"max_us\":%.2f,\"mean_us\":%.2f%s}\n",
 		    ns.size(), pct(0), pct(50), pct(90), pct(99), pct(99.9), pct(100),
-		    sum / static_cast<double>(ns.size()) / 1000.0);
+		    sum / static_cast<double>(ns.size()) / 1000.0, samples.c_str());
 	return 0;
 }

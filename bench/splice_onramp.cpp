@@ -54,7 +54,7 @@ void watch_splicer_out(bool on)
 	splicer_wants_out = on;
 	static Tag tag{kSplicer};
 	epoll_event ev{};
-	ev.events = EPOLLIN | (on ? EPOLLOUT : 0);
+	ev.events = EPOLLIN | (on ? std::uint32_t{EPOLLOUT} : 0u);
 	ev.data.ptr = &tag;
 	::epoll_ctl(ep, EPOLL_CTL_MOD, splicer, &ev);
 }

@@ -4,7 +4,9 @@
 #include <cerrno>
 #include <fcntl.h>
 #include <unistd.h>
+#include <utility>
 
+#include <shoal/proto/base64.h>
 #include <shoal/service/log.h>
 
 #include "tcp_info.h"
@@ -64,6 +66,17 @@ std::string Audit::line(const proto::Done &done, const std::vector<UniqueFd> &fd
 	j["bytes_a_to_b"] = done.bytes_a_to_b;
 	j["bytes_b_to_a"] = done.bytes_b_to_a;
 	j["duration_ms"] = done.duration_ms;
+	/*
+	 * After a cancel or splicer's stop, bytes it had read but not delivered come back; the
+	 * proxy does not carry on with the sockets, so they are lost with them: count them.
+	 */
+	for (auto [name, text] : {std::pair{"unsent_a_to_b", &done.unsent_a_to_b},
+				  std::pair{"unsent_b_to_a", &done.unsent_b_to_a}}) {
+		if (text->empty())
+			continue;
+		auto bytes = proto::base64_decode(*text);
+		j[name] = bytes ? nlohmann::json(bytes->size()) : nlohmann::json("undecodable");
+	}
 	j["metadata"] = done.metadata;
 	nlohmann::json info = nlohmann::json::object();
 	info["client"] = fds.size() > 0 ? tcp_info_json(fds[0].get()) : nlohmann::json(nullptr);

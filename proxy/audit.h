@@ -1,4 +1,4 @@
-// Audit: one JSON line per finished relay (metadata, reason, byte counts, duration, TCP_INFO of both sockets).
+// Audit: one JSON line per finished relay (metadata, reason, byte counts, unsent bytes, duration, TCP_INFO of both sockets).
 #pragma once
 
 #include <memory>

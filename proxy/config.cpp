@@ -147,7 +147,7 @@ ConfigSchema config_schema()
 	       .check = check_unsigned_range(1, 600000)});
 	s.add({.key = "shutdown_grace_ms",
 	       .default_value = 2000u,
-	       .comment = "On SIGTERM, how long to wait for splicer to answer splices already sent",
+	       .comment = "On SIGTERM, how long clients already accepted may take to be handed to splicer",
 	       .check = check_unsigned_range(0, 600000)});
 	return s;
 }

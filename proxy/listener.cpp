@@ -92,8 +92,17 @@ void poll_cb(uv_poll_t *handle, int status, int events)
 		if (impl->closing)
 			return;
 		if (status < 0) {
-			service::logger("proxy")->error("listening socket {}: {}", impl->local,
-							uv_err_name(status));
+			/* libuv has stopped polling (it reports POLLERR as EBADF): try again shortly. */
+			int err = 0;
+			socklen_t len = sizeof err;
+			if (::getsockopt(impl->sock.get(), SOL_SOCKET, SO_ERROR, &err, &len) < 0 || !err)
+				err = -status;
+			if (impl->error_log.allow(uv_handle_get_loop(reinterpret_cast<uv_handle_t *>(handle))))
+				service::logger("proxy")->error("listening socket {}: {}; pausing accepts for {} ms{}",
+								impl->local, service::errno_name(err), kPauseMs,
+								suppressed_note(impl->error_log.take_suppressed()));
+			uv_poll_stop(&impl->poll);
+			uv_timer_start(&impl->pause_timer, resume_cb, kPauseMs, 0);
 			return;
 		}
 		if (events & UV_READABLE)

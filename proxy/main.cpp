@@ -92,7 +92,7 @@ int main(int argc, char **argv)
 		}
 		auto config = load_config(*cl.config);
 		if (!config) {
-			std::fprintf(stderr, "%s: %s\nTry '%s --help'.\n", info.name.c_str(),
+			std::fprintf(stderr, "%s: %s\nTry '%s --help' for more information.\n", info.name.c_str(),
 				     config.error().c_str(), info.name.c_str());
 			return 2;
 		}

@@ -123,6 +123,12 @@ void Proxy::on_accept(UniqueFd client, const sockaddr_storage &peer)
 
 void Proxy::on_upstream(std::uint64_t n, Result<UniqueFd> upstream)
 {
+	hand_over(n, std::move(upstream));
+	maybe_finish_stop();
+}
+
+void Proxy::hand_over(std::uint64_t n, Result<UniqueFd> upstream)
+{
 	auto node = connecting_.extract(n);
 	if (node.empty())
 		return;
@@ -135,8 +141,7 @@ void Proxy::on_upstream(std::uint64_t n, Result<UniqueFd> upstream)
 				    suppressed_note(upstream_log_.take_suppressed()));
 		return;
 	}
-	if (stopping_)
-		return;
+	/* Also while stopping: a client accepted before SIGTERM is still handed over. */
 	if (!splicer_->ready()) {
 		refuse_unreachable(conn.client_text);
 		return;
@@ -177,7 +182,12 @@ void Proxy::on_splice_outcome(const std::string &client, const SpliceOutcome &o)
 				    suppressed_note(lost_log_.take_suppressed()));
 		break;
 	}
-	if (stopping_ && !stopped_ && splicer_->awaiting() == 0)
+	maybe_finish_stop();
+}
+
+void Proxy::maybe_finish_stop()
+{
+	if (stopping_ && !stopped_ && pending() == 0)
 		finish_stop();
 }
 
@@ -255,8 +265,8 @@ void Proxy::stop(std::function<void()> on_stopped)
 	for (auto &l : listeners_)
 		l->close();
 	listeners_.clear();
-	connecting_.clear(); /* not handed over yet: these clients are closed */
-	if (!splicer_ || splicer_->awaiting() == 0) {
+	/* Clients already accepted are still handed over, for up to shutdown_grace_ms. */
+	if (pending() == 0) {
 		finish_stop();
 		return;
 	}
@@ -267,7 +277,7 @@ void Proxy::grace_cb(uv_timer_t *timer)
 {
 	auto *self = static_cast<Proxy *>(timer->data);
 	guarded("shutdown", [&] {
-		log()->warn("splicer did not answer {} splice(s) within {} ms", self->splicer_->awaiting(),
+		log()->warn("{} client(s) not handed over within {} ms; closing them", self->pending(),
 			    self->cfg_.shutdown_grace_ms);
 		self->finish_stop();
 	});
@@ -279,6 +289,7 @@ void Proxy::finish_stop()
 		return;
 	stopped_ = true;
 	uv_timer_stop(grace_timer_);
+	connecting_.clear(); /* still connecting upstream after the grace period: closed */
 	if (splicer_)
 		splicer_->stop();
 	if (auto cb = std::move(on_stopped_))

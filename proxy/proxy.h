@@ -31,8 +31,8 @@ public:
 	std::optional<std::string> start();
 
 	/*
-	 * Stops accepting and drops clients not yet handed over, waits up to shutdown_grace_ms
-	 * for splicer to answer the splices already sent, then disconnects and calls on_stopped.
+	 * Stops accepting; clients already accepted are still connected upstream and handed to
+	 * splicer for up to shutdown_grace_ms (then closed); then disconnects and calls on_stopped.
 	 * A second call cuts the wait short. Relays already accepted live on in splicer.
 	 */
 	void stop(std::function<void()> on_stopped);
@@ -51,6 +51,8 @@ private:
 
 	void on_accept(UniqueFd client, const sockaddr_storage &peer);
 	void on_upstream(std::uint64_t n, Result<UniqueFd> upstream);
+	void hand_over(std::uint64_t n, Result<UniqueFd> upstream);
+	void maybe_finish_stop();
 	void on_splice_outcome(const std::string &client, const SpliceOutcome &outcome);
 	void refuse_unreachable(const std::string &client);
 	void on_splicer_ready(std::uint64_t mailbox);

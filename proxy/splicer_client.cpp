@@ -98,8 +98,7 @@ void SplicerClient::try_connect()
 	/* A refusal here means the socket broke; the channel reports that from the loop. */
 	(void)channel_->send(std::move(hello));
 	uv_timer_start(hello_timer_, hello_timeout_cb, settings_.hello_timeout_ms, 0);
-	log()->debug("connected to splicer at {}, saying hello as {}", settings_.socket_path,
-		     settings_.owner);
+	log()->debug("saying hello to splicer at {} as {}", settings_.socket_path, settings_.owner);
 }
 
 void SplicerClient::connection_lost(int error)
@@ -192,6 +191,7 @@ void SplicerClient::handle_reply(proto::Reply rep, std::vector<UniqueFd> fds)
 			return;
 		state_ = State::ready;
 		backoff_ms_ = settings_.reconnect_min_ms;
+		hello_refusal_logged_ = false;
 		uv_timer_stop(hello_timer_);
 		if (handlers_.on_ready)
 			handlers_.on_ready(w->mailbox);
@@ -220,8 +220,11 @@ void SplicerClient::handle_reply(proto::Reply rep, std::vector<UniqueFd> fds)
 				o.error = {proto::ErrorCode::internal, "(undecodable error: " + e.error().message + ")"};
 			if (it == awaiting_.end()) {
 				if (state_ == State::hello && rep.id == hello_id_) {
-					log()->error("splicer refused hello as {}: {}: {}", settings_.owner,
-						     proto::to_string(o.error.code), o.error.message);
+					/* Retrying will likely be refused alike: say so once until a welcome. */
+					if (!hello_refusal_logged_)
+						log()->error("splicer refused hello as {}: {}: {}", settings_.owner,
+							     proto::to_string(o.error.code), o.error.message);
+					hello_refusal_logged_ = true;
 					connection_lost(EPROTO);
 				} else {
 					log()->warn("splicer: error {}: {} (id {})", proto::to_string(o.error.code),

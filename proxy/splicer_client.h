@@ -112,6 +112,7 @@ private:
 	std::uint64_t backoff_ms_;
 	std::uint64_t counter_ = 0;
 	std::string hello_id_;
+	bool hello_refusal_logged_ = false;
 	std::map<std::string, Awaiting> awaiting_;
 };
 

@@ -62,16 +62,15 @@ void poll_cb(uv_poll_t *handle, int status, int events)
 	guarded("upstream connect", [&] {
 		if (impl->finished)
 			return;
-		if (status < 0) {
-			impl->finish(errno_error(-status));
-			return;
-		}
-		if (!(events & (UV_WRITABLE | UV_DISCONNECT)))
-			return;
+		/* libuv reports POLLERR as UV_EBADF: the socket's own error says what happened. */
 		int err = 0;
 		socklen_t len = sizeof err;
 		if (::getsockopt(impl->sock.get(), SOL_SOCKET, SO_ERROR, &err, &len) < 0)
 			err = errno;
+		if (!err && status < 0)
+			err = -status;
+		if (!err && !(events & (UV_WRITABLE | UV_DISCONNECT)))
+			return;
 		if (err) {
 			impl->finish(errno_error(err));
 			return;

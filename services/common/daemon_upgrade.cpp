@@ -198,7 +198,7 @@ void Daemon::transfer()
 {
 	Upgrade &up = *upgrade_;
 	auto deadline = Clock::now() + opts_.upgrade_timeout;
-	std::size_t items = 0;
+	std::size_t items = 0, tasks = 0;
 
 	/* Safe point: no new clients, no requests, no task I/O until we know who runs them. */
 	auto t0 = Clock::now();
@@ -283,6 +283,7 @@ void Daemon::transfer()
 	};
 	service_->export_items([&](ExportItem item) {
 		items++;
+		tasks += item.is_task;
 		std::size_t bytes = item.record.dump().size();
 		if (batch_fds.size() + item.fds.size() > kBatchFds || batch_bytes + bytes > kBatchBytes)
 			flush_batch();
@@ -291,7 +292,7 @@ void Daemon::transfer()
 		batch_fds.insert(batch_fds.end(), item.fds.begin(), item.fds.end());
 	});
 	flush_batch();
-	send({{"t", "end"}, {"items", items}}, {});
+	send({{"t", "end"}, {"items", items}, {"tasks", tasks}}, {});
 	auto t_sent = Clock::now();
 
 	if (failure.empty()) {
@@ -328,8 +329,8 @@ void Daemon::transfer()
 	up.handed_over = true;
 	notify_handed_over(up.pid);
 	(void)up.link->send({{"t", "finish"}}, {}, deadline);
-	log_->info("Live upgrade: handed {} clients, {} mailbox results and {} items to pid {} in {} ms ({})",
-		   conns_.size(), mailbox_.messages(), items, up.pid, ms_since_start(up.started), timing);
+	log_->info("Live upgrade: handed {} clients, {} mailbox results and {} tasks to pid {} in {} ms ({})",
+		   conns_.size(), mailbox_.messages(), tasks, up.pid, ms_since_start(up.started), timing);
 
 	service_->abandon();
 	for (auto &[id, c] : conns_)
@@ -415,7 +416,7 @@ void Daemon::take_over(UniqueFd fd)
 
 	UniqueFd metrics_fd;
 	std::map<std::uint64_t, std::deque<OutMessage>> queued;
-	std::size_t items = 0;
+	std::size_t items = 0, tasks = 0;
 	std::int64_t upgrade_began_ms = 0;
 	nlohmann::json begin;
 
@@ -463,6 +464,7 @@ void Daemon::take_over(UniqueFd fd)
 			} else if (t == "end") {
 				if (j.at("items").get<std::size_t>() != items)
 					fail_takeover("item count mismatch");
+				tasks = j.value("tasks", items);
 				break;
 			} else {
 				fail_takeover("unexpected record \"" + t + "\"");
@@ -514,8 +516,8 @@ void Daemon::take_over(UniqueFd fd)
 	start_listening();
 
 	std::int64_t took = wall_ms() - upgrade_began_ms;
-	log_->info("Took over from pid {} (upgrade {}): {} clients, {} mailbox results, {} items in {} ms",
-		   predecessor_, generation_, conns_.size(), mailbox_.messages(), items, took);
+	log_->info("Took over from pid {} (upgrade {}): {} clients, {} mailbox results, {} tasks in {} ms",
+		   predecessor_, generation_, conns_.size(), mailbox_.messages(), tasks, took);
 	notify_status("serving (upgrade " + std::to_string(generation_) + ")");
 
 	if (begin.contains("requester")) {
@@ -524,7 +526,7 @@ void Daemon::take_over(UniqueFd fd)
 			send_to(*c, {proto::encode_message(begin["requester"].value("id", std::string{}), "handed_over",
 							   {{"old_pid", predecessor_},
 							    {"new_pid", ::getpid()},
-							    {"tasks", items},
+							    {"tasks", tasks},
 							    {"duration_ms", took}}),
 				     {}});
 	}

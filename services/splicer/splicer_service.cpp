@@ -41,22 +41,29 @@ std::int64_t now_ms()
 		.count();
 }
 
-/* Why fd cannot be one end of a relay, or nothing when it can. */
+/*
+ * Why fd cannot be one end of a relay, or nothing when it can. The common case costs three
+ * syscalls (type, family, peer); only a refusal looks closer, to say precisely why.
+ */
 std::optional<std::string> unfit_socket(int fd)
 {
-	auto info = socket_info(fd);
-	if (!info)
-		return info.error() == ENOTSOCK ? "not a socket" : "unusable (" + errno_name(info.error()) + ")";
-	if (info->type != SOCK_STREAM)
+	int type = 0, family = 0;
+	socklen_t len = sizeof(type);
+	if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
+		return errno == ENOTSOCK ? "not a socket" : "unusable (" + errno_name(errno) + ")";
+	if (type != SOCK_STREAM)
 		return "not a stream socket";
-	if (info->family != AF_INET && info->family != AF_INET6 && info->family != AF_UNIX)
+	len = sizeof(family);
+	if (::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &family, &len) < 0)
+		return "unusable (" + errno_name(errno) + ")";
+	if (family != AF_INET && family != AF_INET6 && family != AF_UNIX)
 		return "not a TCP or Unix socket";
-	if (info->listening)
-		return "a listening socket";
 	sockaddr_storage peer{};
-	socklen_t len = sizeof(peer);
-	if (::getpeername(fd, reinterpret_cast<sockaddr *>(&peer), &len) < 0)
-		return "not connected";
+	len = sizeof(peer);
+	if (::getpeername(fd, reinterpret_cast<sockaddr *>(&peer), &len) < 0) {
+		auto info = socket_info(fd);
+		return info && info->listening ? "a listening socket" : "not connected";
+	}
 	return std::nullopt;
 }
 
@@ -360,7 +367,8 @@ void SplicerService::export_items(const std::function<void(service::ExportItem)>
 	       {"splices", ctx_.splices},
 	       {"copies", ctx_.copies},
 	       {"copy_fallbacks", ctx_.copy_fallbacks}},
-	      {}});
+	      {},
+	      false});
 	for (auto &[id, r] : relays_) {
 		nlohmann::json rec = r->record();
 		rec["kind"] = "relay";

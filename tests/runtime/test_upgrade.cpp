@@ -24,12 +24,14 @@ std::string start_echo(Client &c, UniqueFd theirs)
 	return r->json.at("task").get<std::string>();
 }
 
-pid_t upgrade(EchoDaemon &d, pid_t from)
+pid_t upgrade(EchoDaemon &d, pid_t from, long tasks = -1)
 {
 	CommandResult r = d.shoalctl({"upgrade"});
 	INFO(r.output << "\n--- daemon log ---\n" << d.log_text());
 	REQUIRE(r.status == 0);
 	REQUIRE(r.output.find("upgraded: pid " + std::to_string(from) + " -> pid ") != std::string::npos);
+	if (tasks >= 0)
+		CHECK(r.output.find(", " + std::to_string(tasks) + " tasks handed over") != std::string::npos);
 	pid_t now = d.serving_pid();
 	REQUIRE(now != from);
 	/* the old process is gone, not lingering */
@@ -100,7 +102,7 @@ TEST_CASE("a live upgrade moves clients, tasks and mailbox results", "[upgrade]"
 	for (auto &fd : mine)
 		REQUIRE(::send(fd.get(), "in-flight", 9, 0) == 9);
 
-	pid_t second = upgrade(d, first);
+	pid_t second = upgrade(d, first, 10);
 
 	for (auto &fd : mine) {
 		char buf[9];
@@ -168,7 +170,7 @@ TEST_CASE("1,000 live tasks survive three upgrades in a row", "[upgrade-1000]")
 			std::string m = msg + std::to_string(i);
 			REQUIRE(::send(mine[i].get(), m.data(), m.size(), 0) == static_cast<ssize_t>(m.size()));
 		}
-		pid = upgrade(d, pid);
+		pid = upgrade(d, pid, 1000);
 		std::size_t ok = 0;
 		for (std::size_t i = 0; i < mine.size(); i++) {
 			std::string m = msg + std::to_string(i);

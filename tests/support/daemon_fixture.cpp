@@ -3,6 +3,8 @@
 
 #include <catch.hpp>
 #include <algorithm>
+#include <filesystem>
+#include <iterator>
 #include <fstream>
 #include <csignal>
 #include <poll.h>
@@ -31,14 +33,24 @@ TestDaemon::TestDaemon(const std::string &binary, const std::vector<std::string>
 
 TestDaemon::~TestDaemon()
 {
-	auto c = Client::connect(socket);
-	if (!c)
-		return;
-	auto r = c->call("status", nlohmann::json::object(), {}, std::chrono::seconds(2));
-	if (!r || !r->json.contains("pid"))
-		return;
-	pid_t pid = r->json["pid"].get<pid_t>();
-	if (pid > 0 && pid != process.pid()) {
+	/*
+	 * The process serving now may be a live upgrade's successor, re-parented to us. Every
+	 * process of this daemon names our (unique, per-test) socket on its command line: end
+	 * those, by pid, whatever state they are in.
+	 */
+	process.signal(SIGKILL);
+	(void)process.wait(std::chrono::seconds(5));
+	for (const auto &entry : std::filesystem::directory_iterator("/proc")) {
+		const std::string name = entry.path().filename();
+		if (name.find_first_not_of("0123456789") != std::string::npos)
+			continue;
+		std::ifstream f(entry.path() / "cmdline");
+		std::string cmdline((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+		if (cmdline.find(socket) == std::string::npos)
+			continue;
+		pid_t pid = static_cast<pid_t>(std::stol(name));
+		if (pid == ::getpid())
+			continue;
 		::kill(pid, SIGKILL);
 		::waitpid(pid, nullptr, 0);
 	}

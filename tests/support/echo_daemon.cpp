@@ -172,7 +172,7 @@ public:
 
 	void export_items(const std::function<void(ExportItem)> &emit) override
 	{
-		emit({{{"kind", "state"}, {"next", next_}, {"bytes", bytes_}}, {}});
+		emit({{{"kind", "state"}, {"next", next_}, {"bytes", bytes_}}, {}, false});
 		for (auto &[id, t] : tasks_)
 			emit({{{"kind", "task"}, {"task", id}, {"client", t->client.to_json()},
 			       {"request_id", t->request_id}, {"metadata", t->metadata}, {"bytes", t->bytes},

@@ -40,6 +40,7 @@ struct Call {
 struct ExportItem {
 	nlohmann::json record;
 	std::vector<int> fds;
+	bool is_task = true; /* false for service-wide state: handed_over counts tasks only */
 };
 
 /* The same piece of state as the new process receives it, now owning its descriptors. */
