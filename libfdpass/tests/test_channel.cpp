@@ -1,4 +1,5 @@
 // Channel on a real uv loop and real SOCK_SEQPACKET pairs: fds both ways, backpressure, closing, no leaks.
+#include "fd_checks.h"
 #include <catch.hpp>
 
 #include <dirent.h>
@@ -31,32 +32,11 @@ using shoal::send_message;
 using shoal::UniqueFd;
 using namespace std::chrono_literals;
 
+using fdtest::is_cloexec;
+using fdtest::is_open;
+using fdtest::open_fds;
+
 namespace {
-
-/* This process's open descriptors, counted independently of libfdpass. */
-std::size_t open_fds()
-{
-	DIR *dir = opendir("/proc/self/fd");
-	REQUIRE(dir != nullptr);
-	std::size_t n = 0;
-	while (const dirent *e = readdir(dir))
-		if (e->d_name[0] != '.')
-			++n;
-	closedir(dir);
-	return n - 1; /* the directory stream's own descriptor */
-}
-
-bool is_open(int fd)
-{
-	return fcntl(fd, F_GETFD) != -1 || errno != EBADF;
-}
-
-bool is_cloexec(int fd)
-{
-	const int flags = fcntl(fd, F_GETFD);
-	REQUIRE(flags != -1);
-	return (flags & FD_CLOEXEC) != 0;
-}
 
 std::pair<UniqueFd, UniqueFd> socket_pair()
 {

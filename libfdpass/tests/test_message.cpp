@@ -1,4 +1,5 @@
 // send_message/recv_message on real socketpairs: bytes, SCM_RIGHTS, every error path, no fd leaks.
+#include "fd_checks.h"
 #include <catch.hpp>
 
 #include <dirent.h>
@@ -33,32 +34,11 @@ using shoal::recv_message;
 using shoal::send_message;
 using shoal::UniqueFd;
 
+using fdtest::is_cloexec;
+using fdtest::is_open;
+using fdtest::open_fds;
+
 namespace {
-
-/* This process's open descriptors, counted independently of libfdpass. */
-std::size_t open_fds()
-{
-	DIR *dir = opendir("/proc/self/fd");
-	REQUIRE(dir != nullptr);
-	std::size_t n = 0;
-	while (const dirent *e = readdir(dir))
-		if (e->d_name[0] != '.')
-			++n;
-	closedir(dir);
-	return n - 1; /* the directory stream's own descriptor */
-}
-
-bool is_open(int fd)
-{
-	return fcntl(fd, F_GETFD) != -1 || errno != EBADF;
-}
-
-bool is_cloexec(int fd)
-{
-	const int flags = fcntl(fd, F_GETFD);
-	REQUIRE(flags != -1);
-	return (flags & FD_CLOEXEC) != 0;
-}
 
 /* The kernel's own answer to "is this the same open file?", independent of libfdpass. */
 bool kernel_same_file(int a, int b)

@@ -1,4 +1,5 @@
 // peer_credentials/peer_pidfd on real Unix sockets, against this process and a forked child.
+#include "fd_checks.h"
 #include <catch.hpp>
 
 #include <arpa/inet.h>
@@ -27,27 +28,11 @@ using shoal::peer_credentials;
 using shoal::peer_pidfd;
 using shoal::UniqueFd;
 
+using fdtest::is_cloexec;
+using fdtest::is_open;
+using fdtest::open_fds;
+
 namespace {
-
-/* This process's open descriptors, counted independently of libfdpass. */
-std::size_t open_fds()
-{
-	DIR *dir = opendir("/proc/self/fd");
-	REQUIRE(dir != nullptr);
-	std::size_t n = 0;
-	while (const dirent *e = readdir(dir))
-		if (e->d_name[0] != '.')
-			++n;
-	closedir(dir);
-	return n - 1; /* the directory stream's own descriptor */
-}
-
-bool is_cloexec(int fd)
-{
-	const int flags = fcntl(fd, F_GETFD);
-	REQUIRE(flags != -1);
-	return (flags & FD_CLOEXEC) != 0;
-}
 
 /* The "Pid:" line of a pidfd's /proc/self/fdinfo entry; -2 when there is none. */
 long fdinfo_pid(int fd)

@@ -1,4 +1,5 @@
 // socket_info and same_file on real TCP, UDP, Unix and netlink sockets, pipes and files.
+#include "fd_checks.h"
 #include <catch.hpp>
 
 #include <arpa/inet.h>
@@ -22,20 +23,11 @@ using shoal::same_file;
 using shoal::socket_info;
 using shoal::UniqueFd;
 
-namespace {
+using fdtest::is_cloexec;
+using fdtest::is_open;
+using fdtest::open_fds;
 
-/* This process's open descriptors, counted independently of libfdpass. */
-std::size_t open_fds()
-{
-	DIR *dir = opendir("/proc/self/fd");
-	REQUIRE(dir != nullptr);
-	std::size_t n = 0;
-	while (const dirent *e = readdir(dir))
-		if (e->d_name[0] != '.')
-			++n;
-	closedir(dir);
-	return n - 1; /* the directory stream's own descriptor */
-}
+namespace {
 
 UniqueFd make_socket(int family, int type, int protocol = 0)
 {

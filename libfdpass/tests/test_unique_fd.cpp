@@ -1,4 +1,5 @@
 // UniqueFd against real descriptors: ownership, moves, release/reset, CLOEXEC dup, no leaks.
+#include "fd_checks.h"
 #include <catch.hpp>
 
 #include <dirent.h>
@@ -29,32 +30,11 @@ static_assert(!std::is_convertible_v<int, UniqueFd>);
 static_assert(std::is_constructible_v<UniqueFd, int>);
 static_assert(!std::is_convertible_v<UniqueFd, bool>);
 
+using fdtest::is_cloexec;
+using fdtest::is_open;
+using fdtest::open_fds;
+
 namespace {
-
-/* This process's open descriptors, counted independently of libfdpass. */
-std::size_t open_fds()
-{
-	DIR *dir = opendir("/proc/self/fd");
-	REQUIRE(dir != nullptr);
-	std::size_t n = 0;
-	while (const dirent *e = readdir(dir))
-		if (e->d_name[0] != '.')
-			++n;
-	closedir(dir);
-	return n - 1; /* the directory stream's own descriptor */
-}
-
-bool is_open(int fd)
-{
-	return fcntl(fd, F_GETFD) != -1 || errno != EBADF;
-}
-
-bool is_cloexec(int fd)
-{
-	const int flags = fcntl(fd, F_GETFD);
-	REQUIRE(flags != -1);
-	return (flags & FD_CLOEXEC) != 0;
-}
 
 /* A pipe without O_CLOEXEC, so that dup()'s CLOEXEC cannot be inherited from the original. */
 std::pair<UniqueFd, UniqueFd> make_pipe()
