@@ -622,7 +622,9 @@ Expected<Accepted, Failure> decode_accepted(const Reply &rep)
 Expected<Done, Failure> decode_done(const Reply &rep)
 {
 	return guarded<Done>([&]() -> Expected<Done, Failure> {
-		SHOAL_CHECK(check_shape(rep.op, ops::done, rep.body, rep.nfds,
+		/* 2 fds, plus one pipe per unsent count: checked once the counts are known. */
+		std::size_t shape_fds = rep.nfds >= 2 && rep.nfds <= 4 ? 2 : rep.nfds;
+		SHOAL_CHECK(check_shape(rep.op, ops::done, rep.body, shape_fds,
 					{"task", "metadata", "reason", "error", "bytes_a_to_b", "bytes_b_to_a",
 					 "duration_ms", "unsent_a_to_b", "unsent_b_to_a"}));
 		Done m;
@@ -637,9 +639,15 @@ Expected<Done, Failure> decode_done(const Reply &rep)
 		SHOAL_CHECK(get_counter(rep.body, "bytes_b_to_a", m.bytes_b_to_a));
 		SHOAL_CHECK(get_counter(rep.body, "duration_ms", m.duration_ms));
 		for (auto [name, out] : {std::pair{"unsent_a_to_b", &m.unsent_a_to_b},
-					 std::pair{"unsent_b_to_a", &m.unsent_b_to_a}})
-			if (find(rep.body, name))
-				SHOAL_CHECK(get_string(rep.body, name, 1, kMaxMessageSize, *out));
+					 std::pair{"unsent_b_to_a", &m.unsent_b_to_a}}) {
+			std::optional<std::uint64_t> n;
+			SHOAL_CHECK(get_uint(rep.body, name, 1, std::numeric_limits<std::uint64_t>::max(), n, false));
+			*out = n.value_or(0);
+		}
+		std::size_t want = 2 + (m.unsent_a_to_b ? 1 : 0) + (m.unsent_b_to_a ? 1 : 0);
+		if (rep.nfds != want)
+			return Unexpected(Failure{ErrorCode::bad_fds, "done takes " + std::to_string(want) +
+									      " fds, got " + std::to_string(rep.nfds)});
 		return m;
 	});
 }
@@ -832,9 +840,9 @@ std::string encode(const Id &id, const Done &m)
 	       {"duration_ms", m.duration_ms}};
 	if (m.error)
 		f["error"] = *m.error;
-	if (!m.unsent_a_to_b.empty())
+	if (m.unsent_a_to_b)
 		f["unsent_a_to_b"] = m.unsent_a_to_b;
-	if (!m.unsent_b_to_a.empty())
+	if (m.unsent_b_to_a)
 		f["unsent_b_to_a"] = m.unsent_b_to_a;
 	return encode_message(id, ops::done, f);
 }

@@ -67,16 +67,13 @@ std::string Audit::line(const proto::Done &done, const std::vector<UniqueFd> &fd
 	j["bytes_b_to_a"] = done.bytes_b_to_a;
 	j["duration_ms"] = done.duration_ms;
 	/*
-	 * After a cancel or splicer's stop, bytes it had read but not delivered come back; the
-	 * proxy does not carry on with the sockets, so they are lost with them: count them.
+	 * After a cancel or splicer's stop, bytes it had read but not delivered come back in
+	 * pipes; the proxy does not carry on with the sockets, so they are lost with them: count them.
 	 */
-	for (auto [name, text] : {std::pair{"unsent_a_to_b", &done.unsent_a_to_b},
-				  std::pair{"unsent_b_to_a", &done.unsent_b_to_a}}) {
-		if (text->empty())
-			continue;
-		auto bytes = proto::base64_decode(*text);
-		j[name] = bytes ? nlohmann::json(bytes->size()) : nlohmann::json("undecodable");
-	}
+	if (done.unsent_a_to_b)
+		j["unsent_a_to_b"] = done.unsent_a_to_b;
+	if (done.unsent_b_to_a)
+		j["unsent_b_to_a"] = done.unsent_b_to_a;
 	j["metadata"] = done.metadata;
 	nlohmann::json info = nlohmann::json::object();
 	info["client"] = fds.size() > 0 ? tcp_info_json(fds[0].get()) : nlohmann::json(nullptr);

@@ -344,11 +344,21 @@ TEST_CASE("done: 2 fds, reason, error only with reason error, counters")
 	CHECK_FAILS(decode_done(rep(msg("done", R"("task":"t","reason":"eof",)" + counters), 0)), ErrorCode::bad_fds,
 		    "done takes 2 fds, got 0");
 
-	Done full{"t-1", json{{"conn", 1}}, EndReason::error, std::string("EPIPE"), 1, 2, 3, "", ""};
-	reply_round_trip(Done{"t-3", nullptr, EndReason::cancelled, std::nullopt, 4, 0, 1, "aGVsbG8=", ""}, decode_done);
+	Done full{"t-1", json{{"conn", 1}}, EndReason::error, std::string("EPIPE"), 1, 2, 3, 0, 0};
+	/* Unsent bytes come in pipes: one more fd per count. */
+	Done unsent{"t-3", nullptr, EndReason::cancelled, std::nullopt, 4, 0, 1, 5, 0};
+	std::string wire = encode(std::string("u"), unsent);
+	auto three = decode_done(rep(wire, 3));
+	REQUIRE(three.has_value());
+	CHECK(*three == unsent);
+	CHECK_FAILS(decode_done(rep(wire, 2)), ErrorCode::bad_fds, "done takes 3 fds, got 2");
+	Done both{"t-4", nullptr, EndReason::shutdown, std::nullopt, 4, 9, 1, 5, 7};
+	CHECK(decode_done(rep(encode(std::string("u"), both), 4)).value() == both);
+	CHECK_BAD(decode_done(rep(msg("done", R"("task":"t","reason":"eof","bytes_a_to_b":1,"bytes_b_to_a":1,"duration_ms":1,"unsent_a_to_b":0)"), 2)),
+		  "unsent_a_to_b: must be an integer between 1 and 18446744073709551615");
 	reply_round_trip(full, decode_done);
-	reply_round_trip(Done{"t-2", nullptr, EndReason::cancelled, std::nullopt, 0, 0, 0, "", ""}, decode_done);
-	CHECK(encode(std::string("r1"), Done{"t", nullptr, EndReason::eof, std::nullopt, 1, 2, 3, "", ""}) ==
+	reply_round_trip(Done{"t-2", nullptr, EndReason::cancelled, std::nullopt, 0, 0, 0, 0, 0}, decode_done);
+	CHECK(encode(std::string("r1"), Done{"t", nullptr, EndReason::eof, std::nullopt, 1, 2, 3, 0, 0}) ==
 	      R"({"v":1,"op":"done","id":"r1","bytes_a_to_b":1,"bytes_b_to_a":2,"duration_ms":3,"metadata":null,"reason":"eof","task":"t"})");
 }
 
@@ -516,7 +526,7 @@ TEST_CASE("the session of PROTOCOL.md section 15 is what the library does")
 	      R"({"v":1,"op":"welcome","id":"1","mailbox":1,"owner":"shoal-proxy@edge1"})");
 	CHECK_BAD(decode_splice(req(R"({"v":1,"op":"splice","id":"3","idle_timeout":5})", 2)),
 		  "idle_timeout: unknown field");
-	CHECK(encode(std::string("2"), Done{"s-1f", json{{"conn", 412}}, EndReason::eof, std::nullopt, 5120, 88211, 9014, "", ""}) ==
+	CHECK(encode(std::string("2"), Done{"s-1f", json{{"conn", 412}}, EndReason::eof, std::nullopt, 5120, 88211, 9014, 0, 0}) ==
 	      R"({"v":1,"op":"done","id":"2","bytes_a_to_b":5120,"bytes_b_to_a":88211,"duration_ms":9014,"metadata":{"conn":412},"reason":"eof","task":"s-1f"})");
 	std::string broken = R"({"v":1,"op":"status","id":"4")";
 	auto r = parse_request(broken, 0);

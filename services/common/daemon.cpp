@@ -76,6 +76,7 @@ Daemon::~Daemon()
 int Daemon::run()
 {
 	service_->init(*this, config_);
+	ops_ = service_->ops();
 
 	const char *handoff = std::getenv("SHOAL_HANDOFF_FD");
 	if (handoff) {
@@ -413,8 +414,7 @@ void Daemon::dispatch(Connection &c, proto::Request req, std::vector<UniqueFd> f
 		return;
 	}
 
-	const auto ops = service_->ops();
-	if (std::find(ops.begin(), ops.end(), op) == ops.end()) {
+	if (std::find(ops_.begin(), ops_.end(), op) == ops_.end()) {
 		proto::Failure f = proto::unknown_op_failure(op);
 		error_reply(c, req.id, f.code, f.message);
 		return;

@@ -138,6 +138,7 @@ private:
 
 	const ProgramInfo &info_;
 	std::unique_ptr<Service> service_;
+	std::vector<std::string> ops_; /* the service's ops, asked once */
 	nlohmann::json config_;
 	std::vector<std::string> argv_;
 	RuntimeOptions opts_;

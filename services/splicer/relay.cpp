@@ -2,6 +2,7 @@
 #include "relay.h"
 
 #include <cerrno>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -356,26 +357,33 @@ void Relay::end(EndReason reason, int error)
 		on_end_(*this, reason, error);
 }
 
-std::pair<UniqueFd, UniqueFd> Relay::finish(std::string &unsent_a_to_b, std::string &unsent_b_to_a)
+std::pair<UniqueFd, UniqueFd> Relay::finish(Unsent &a_to_b, Unsent &b_to_a)
 {
 	ended_ = true;
 	stop_polls();
-	for (auto [d, out] : {std::pair{&ab_, &unsent_a_to_b}, std::pair{&ba_, &unsent_b_to_a}}) {
+	for (auto [d, out] : {std::pair{&ab_, &a_to_b}, std::pair{&ba_, &b_to_a}}) {
 		(void)flush(*d);
-		/* What the other side would not take now goes back to the caller. */
-		if (d->pipe) {
-			char buf[65536];
-			while (d->in_pipe > 0) {
-				ssize_t n = ::read(d->pipe->read_end.get(), buf, std::min(sizeof(buf), d->in_pipe));
-				if (n <= 0)
-					break;
-				out->append(buf, static_cast<std::size_t>(n));
-				d->in_pipe -= static_cast<std::size_t>(n);
+		if (d->pipe && d->in_pipe > 0) {
+			/* The pipe already holds them: hand over its read end, close the write end. */
+			out->bytes = d->in_pipe;
+			out->pipe = std::move(d->pipe->read_end);
+			d->pipe.reset();
+			d->in_pipe = 0;
+			ctx_.pool->forget(1);
+		} else if (!d->pending.empty()) {
+			/* At most one copy buffer (16 KiB): it fits a fresh pipe's 64 KiB at once. */
+			int fds[2];
+			if (::pipe2(fds, O_CLOEXEC | O_NONBLOCK) == 0) {
+				UniqueFd rd(fds[0]), wr(fds[1]);
+				ssize_t n = ::write(wr.get(), d->pending.data(), d->pending.size());
+				if (n == static_cast<ssize_t>(d->pending.size())) {
+					out->bytes = d->pending.size();
+					out->pipe = std::move(rd);
+				}
 			}
-			release_pipe(*d, true);
+			std::string().swap(d->pending);
 		}
-		out->append(d->pending);
-		std::string().swap(d->pending);
+		release_pipe(*d, true);
 	}
 	return {std::move(a_), std::move(b_)};
 }

@@ -55,6 +55,12 @@ struct Direction {
 
 enum class EndReason { eof, error, idle_timeout, cancelled, shutdown };
 
+/* Bytes a relay had read but could not write when it was cancelled: a pipe holding them. */
+struct Unsent {
+	UniqueFd pipe; /* read end; the write end is closed, so the reader sees EOF after them */
+	std::size_t bytes = 0;
+};
+
 class Relay {
 public:
 	/* Called once when the relay ends by itself (eof, error); never from inside start(). */
@@ -72,10 +78,10 @@ public:
 	void resume();
 
 	/*
-	 * Ends the relay for cancel/stop: flushes what can be written without blocking and takes
-	 * the rest out of the pipes, so nothing that was read is lost. Returns both sockets.
+	 * Ends the relay for cancel/stop: flushes what can be written without blocking and hands
+	 * what is left over in pipes, so nothing that was read is lost. Returns both sockets.
 	 */
-	std::pair<UniqueFd, UniqueFd> finish(std::string &unsent_a_to_b, std::string &unsent_b_to_a);
+	std::pair<UniqueFd, UniqueFd> finish(Unsent &a_to_b, Unsent &b_to_a);
 	/* Ends the relay after eof/error: returns both sockets; bytes left in pipes are dropped. */
 	std::pair<UniqueFd, UniqueFd> release();
 	/* The new process owns everything: stop polling and forget the fds without closing them in a way that matters. */

@@ -4,7 +4,6 @@
 #include <sys/socket.h>
 
 #include <shoal/fdpass/socket_info.h>
-#include <shoal/proto/base64.h>
 #include <shoal/proto/messages.h>
 #include <shoal/service/config.h>
 #include <shoal/service/log.h>
@@ -206,18 +205,18 @@ void SplicerService::handle_cancel(service::Call &call)
 
 void SplicerService::on_end(Relay &relay, EndReason reason, int error)
 {
-	deliver_done(relay, reason, error, relay.release(), {}, {});
+	deliver_done(relay, reason, error, relay.release());
 }
 
 void SplicerService::finish(Relay &relay, EndReason reason)
 {
-	std::string ab, ba;
+	Unsent ab, ba;
 	auto fds = relay.finish(ab, ba);
-	deliver_done(relay, reason, 0, std::move(fds), ab, ba);
+	deliver_done(relay, reason, 0, std::move(fds), std::move(ab), std::move(ba));
 }
 
 void SplicerService::deliver_done(Relay &relay, EndReason reason, int error, std::pair<UniqueFd, UniqueFd> fds,
-				  const std::string &unsent_ab, const std::string &unsent_ba)
+				  Unsent unsent_ab, Unsent unsent_ba)
 {
 	std::uint64_t ab = relay.a_to_b().bytes, ba = relay.b_to_a().bytes;
 	nlohmann::json fields = {
@@ -230,10 +229,10 @@ void SplicerService::deliver_done(Relay &relay, EndReason reason, int error, std
 	};
 	if (reason == EndReason::error)
 		fields["error"] = errno_name(error);
-	if (!unsent_ab.empty())
-		fields["unsent_a_to_b"] = proto::base64_encode(unsent_ab);
-	if (!unsent_ba.empty())
-		fields["unsent_b_to_a"] = proto::base64_encode(unsent_ba);
+	if (unsent_ab.pipe.is_valid())
+		fields["unsent_a_to_b"] = unsent_ab.bytes;
+	if (unsent_ba.pipe.is_valid())
+		fields["unsent_b_to_a"] = unsent_ba.bytes;
 
 	switch (reason) {
 	case EndReason::eof: totals_.ended_eof++; break;
@@ -252,6 +251,9 @@ void SplicerService::deliver_done(Relay &relay, EndReason reason, int error, std
 	std::vector<UniqueFd> out;
 	out.push_back(std::move(fds.first));
 	out.push_back(std::move(fds.second));
+	for (Unsent *u : {&unsent_ab, &unsent_ba})
+		if (u->pipe.is_valid())
+			out.push_back(std::move(u->pipe));
 	forget(relay); /* relay is gone from here on */
 	rt_->deliver(client, "done", fields, std::move(out), request_id);
 }
@@ -273,7 +275,7 @@ void SplicerService::sweep_idle()
 		if (now - r->last_activity() >= std::chrono::milliseconds(r->idle_timeout_ms))
 			expired.push_back(r);
 	for (Relay *r : expired)
-		deliver_done(*r, EndReason::idle_timeout, 0, r->release(), {}, {});
+		deliver_done(*r, EndReason::idle_timeout, 0, r->release());
 }
 
 void SplicerService::fill_status(nlohmann::json &s)
@@ -429,7 +431,7 @@ void SplicerService::resume_imported()
 			timed_.insert(r.get());
 	}
 	for (Relay *r : failed)
-		deliver_done(*r, EndReason::error, EBADF, r->release(), {}, {});
+		deliver_done(*r, EndReason::error, EBADF, r->release());
 }
 
 void SplicerService::shutdown()

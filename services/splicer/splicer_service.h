@@ -43,7 +43,7 @@ private:
 	/* Ends a relay for cancel or stop: both sockets and any unsent bytes go back to its owner. */
 	void finish(Relay &relay, EndReason reason);
 	void deliver_done(Relay &relay, EndReason reason, int error, std::pair<UniqueFd, UniqueFd> fds,
-			  const std::string &unsent_ab, const std::string &unsent_ba);
+			  Unsent unsent_ab = {}, Unsent unsent_ba = {});
 	void forget(Relay &relay);
 	void sweep_idle();
 	void start_sweep();

@@ -96,7 +96,7 @@ std::string read_n(int fd, std::size_t n)
 		if (::poll(&p, 1, 10000) <= 0)
 			break;
 		char buf[65536];
-		ssize_t r = ::recv(fd, buf, std::min(sizeof(buf), n - out.size()), MSG_DONTWAIT);
+		ssize_t r = ::read(fd, buf, std::min(sizeof(buf), n - out.size()));
 		if (r < 0 && errno == EAGAIN)
 			continue;
 		if (r <= 0)
@@ -114,7 +114,7 @@ std::string read_to_eof(int fd)
 		if (::poll(&p, 1, 10000) <= 0)
 			break;
 		char buf[65536];
-		ssize_t r = ::recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+		ssize_t r = ::read(fd, buf, sizeof(buf)); /* read(): pipes too */
 		if (r < 0 && errno == EAGAIN)
 			continue;
 		if (r <= 0)

@@ -6,7 +6,6 @@
 #include <thread>
 #include <unistd.h>
 
-#include <shoal/proto/base64.h>
 
 #include "daemon_fixture.h"
 #include "relay_world.h"
@@ -148,14 +147,16 @@ TEST_CASE("cancel returns the sockets, and bytes read but not yet written come b
 {
 	Splicer d;
 	Client c = d.connect();
-	RelayEnds e = make_relay_ends(AF_INET);
-	/* small buffers on the server side so it fills up while nobody reads there */
-	int small = 4096;
-	::setsockopt(e.server.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	/*
+	 * Unix sockets: their buffers are fixed, so once the server stops reading the relay
+	 * reaches a still point holding bytes it cannot write. (TCP keeps opening its window for
+	 * a while, and a shrunken SO_RCVBUF leaves it to zero-window probes: minutes to drain.)
+	 */
+	RelayEnds e = make_relay_ends(AF_UNIX);
 	std::string task = start_relay(c, e);
 
-	/* The client writes 4 MiB; the server reads nothing, so bytes pile up everywhere. */
-	std::string sent = pattern(5, 0, 4 << 20);
+	/* The client writes up to 64 MiB; the server reads nothing, so bytes pile up everywhere. */
+	std::string sent = pattern(5, 0, 64 << 20);
 	std::size_t written = 0;
 	auto until = std::chrono::steady_clock::now() + 2s;
 	while (written < sent.size() && std::chrono::steady_clock::now() < until) {
@@ -167,13 +168,14 @@ TEST_CASE("cancel returns the sockets, and bytes read but not yet written come b
 	}
 	REQUIRE(written > 0);
 	std::this_thread::sleep_for(200ms);
+	INFO("client wrote " << written << " bytes before its buffers filled");
 
 	auto r = c.call("cancel", {{"task", task}});
 	REQUIRE(r);
 	CHECK(r->op() == "cancelling");
 	ClientMessage done = next_done(c);
 	CHECK(done.json.at("reason") == "cancelled");
-	REQUIRE(done.fds.size() == 2);
+	REQUIRE(done.fds.size() >= 2);
 
 	/*
 	 * Nothing is lost: what the server got + what splicer returned unsent + what still
@@ -182,9 +184,15 @@ TEST_CASE("cancel returns the sockets, and bytes read but not yet written come b
 	std::uint64_t delivered = done.json.at("bytes_a_to_b");
 	std::string at_server = read_n(e.server.get(), delivered);
 	CHECK(at_server.size() == delivered);
-	std::string unsent;
-	if (done.json.contains("unsent_a_to_b"))
-		unsent = proto::base64_decode(done.json["unsent_a_to_b"].get<std::string>()).value();
+	/*
+	 * splicer stalls only with bytes in hand (a pipe or a copy buffer), so some come back:
+	 * in a pipe, the third fd, which ends in EOF after exactly unsent_a_to_b bytes.
+	 */
+	REQUIRE(done.json.contains("unsent_a_to_b"));
+	CHECK_FALSE(done.json.contains("unsent_b_to_a"));
+	REQUIRE(done.fds.size() == 3);
+	std::string unsent = read_to_eof(done.fds[2].get());
+	CHECK(unsent.size() == done.json["unsent_a_to_b"].get<std::size_t>());
 	::shutdown(e.client.get(), SHUT_WR);
 	std::string in_a = read_to_eof(done.fds[0].get());
 	std::string all = at_server + unsent + in_a;

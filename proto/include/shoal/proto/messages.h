@@ -182,7 +182,7 @@ struct Accepted {
 	friend bool operator==(const Accepted &, const Accepted &) = default;
 };
 /*
- * done {task, metadata, reason, error?, bytes_a_to_b, bytes_b_to_a, duration_ms}: fds [a, b]
+ * done {task, metadata, reason, error?, bytes_a_to_b, bytes_b_to_a, duration_ms, unsent_*?}: fds [a, b] (+ a pipe per unsent count)
  * (the same sockets, in the same order). reason: eof, error, idle_timeout, cancelled,
  * shutdown. error: present exactly when reason is error.
  */
@@ -195,12 +195,13 @@ struct Done {
 	std::uint64_t bytes_b_to_a = 0;
 	std::uint64_t duration_ms = 0;
 	/*
-	 * Bytes splicer had read but not yet written when a cancel or a stop ended the relay
-	 * (the other side was not reading), base64; absent when empty. Nothing is lost: the
-	 * caller writes them itself if it carries on with the sockets.
+	 * Bytes splicer had read but not yet written when a cancel or a stop ended the relay (the
+	 * other side was not reading). Each non-zero count comes with one more fd after [a, b]
+	 * (a→b's first): the read end of a pipe holding exactly those bytes, then EOF. Nothing is
+	 * lost: a caller that carries on with the sockets writes them itself.
 	 */
-	std::string unsent_a_to_b;
-	std::string unsent_b_to_a;
+	std::uint64_t unsent_a_to_b = 0;
+	std::uint64_t unsent_b_to_a = 0;
 	friend bool operator==(const Done &, const Done &) = default;
 };
 /* cancel {task}: 0 fds. */
