@@ -16,15 +16,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-std::string start_echo(Client &c, UniqueFd theirs)
-{
-	int fd = theirs.get();
-	auto r = c.call("echo", {}, std::span<const int>(&fd, 1));
-	REQUIRE(r);
-	REQUIRE(r->op() == "accepted");
-	return r->json.at("task").get<std::string>();
-}
-
 bool exists(const std::string &path)
 {
 	struct stat st {};

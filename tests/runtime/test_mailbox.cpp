@@ -27,15 +27,6 @@ nlohmann::json wait_status(EchoDaemon &d, const std::function<bool(const nlohman
 	return s;
 }
 
-std::string start_echo(Client &c, UniqueFd theirs, const nlohmann::json &metadata)
-{
-	int fd = theirs.get();
-	auto r = c.call("echo", {{"metadata", metadata}}, std::span<const int>(&fd, 1));
-	REQUIRE(r);
-	REQUIRE(r->op() == "accepted");
-	return r->json.at("task").get<std::string>();
-}
-
 } // namespace
 
 TEST_CASE("a result waits in the mailbox for its owner to reconnect", "[mailbox]")

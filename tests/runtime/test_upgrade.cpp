@@ -15,15 +15,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-std::string start_echo(Client &c, UniqueFd theirs)
-{
-	int fd = theirs.get();
-	auto r = c.call("echo", {{"metadata", {{"n", fd}}}}, std::span<const int>(&fd, 1));
-	REQUIRE(r);
-	REQUIRE(r->op() == "accepted");
-	return r->json.at("task").get<std::string>();
-}
-
 pid_t upgrade(EchoDaemon &d, pid_t from, long tasks = -1)
 {
 	CommandResult r = d.shoalctl({"upgrade"});

@@ -86,6 +86,15 @@ CommandResult TestDaemon::shoalctl(const std::vector<std::string> &args)
 	return run_command(argv);
 }
 
+std::string start_echo(Client &c, UniqueFd theirs, const nlohmann::json &metadata)
+{
+	int fd = theirs.get();
+	auto r = c.call("echo", {{"metadata", metadata}}, std::span<const int>(&fd, 1));
+	REQUIRE(r);
+	REQUIRE(r->op() == "accepted");
+	return r->json.at("task").get<std::string>();
+}
+
 bool wait_fd_count(pid_t pid, std::size_t expected)
 {
 	for (int i = 0; i < 200; i++) {

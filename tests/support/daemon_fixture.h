@@ -40,6 +40,9 @@ struct EchoDaemon : TestDaemon {
 	}
 };
 
+/* Hands theirs to shoal-echod with echo {metadata}; REQUIREs accepted and returns the task. */
+std::string start_echo(Client &c, UniqueFd theirs, const nlohmann::json &metadata = nullptr);
+
 /* Waits (up to 2 s) until pid has exactly expected descriptors open: closes happen on its loop. */
 bool wait_fd_count(pid_t pid, std::size_t expected);
 
