@@ -14,17 +14,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-void require_error(const Result<ClientMessage> &r, const std::string &code, const std::string &needle = {})
-{
-	REQUIRE(r);
-	INFO(r->json.dump());
-	REQUIRE(r->is_error());
-	CHECK(r->json.at("code") == code);
-	CHECK(r->json.at("v") == 1);
-	if (!needle.empty())
-		CHECK(r->json.at("message").get<std::string>().find(needle) != std::string::npos);
-}
-
 /* The daemon still answers, and its descriptor count is back where it was. */
 void require_healthy(EchoDaemon &d, std::size_t fds_before)
 {

@@ -14,20 +14,6 @@ using namespace shoal;
 using namespace shoal::test;
 using namespace std::chrono_literals;
 
-namespace {
-
-void require_error(const Result<ClientMessage> &r, const std::string &code, const std::string &needle = {})
-{
-	REQUIRE(r);
-	INFO(r->json.dump());
-	REQUIRE(r->is_error());
-	CHECK(r->json.at("code") == code);
-	if (!needle.empty())
-		CHECK(r->json.at("message").get<std::string>().find(needle) != std::string::npos);
-}
-
-} // namespace
-
 TEST_CASE("splicer answers bad requests precisely and keeps every other relay running", "[bad-input]")
 {
 	TestDaemon d("services/splicer/splicer", {"--max-relays", "2"});

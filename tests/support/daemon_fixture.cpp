@@ -86,6 +86,17 @@ CommandResult TestDaemon::shoalctl(const std::vector<std::string> &args)
 	return run_command(argv);
 }
 
+void require_error(const Result<ClientMessage> &r, const std::string &code, const std::string &needle)
+{
+	REQUIRE(r);
+	INFO(r->json.dump());
+	REQUIRE(r->is_error());
+	CHECK(r->json.at("code") == code);
+	CHECK(r->json.at("v") == 1);
+	if (!needle.empty())
+		CHECK(r->json.at("message").get<std::string>().find(needle) != std::string::npos);
+}
+
 std::string start_echo(Client &c, UniqueFd theirs, const nlohmann::json &metadata)
 {
 	int fd = theirs.get();

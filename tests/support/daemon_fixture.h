@@ -40,6 +40,9 @@ struct EchoDaemon : TestDaemon {
 	}
 };
 
+/* REQUIREs an error reply (v 1) with code, whose message contains needle. */
+void require_error(const Result<ClientMessage> &r, const std::string &code, const std::string &needle = {});
+
 /* Hands theirs to shoal-echod with echo {metadata}; REQUIREs accepted and returns the task. */
 std::string start_echo(Client &c, UniqueFd theirs, const nlohmann::json &metadata = nullptr);
 
