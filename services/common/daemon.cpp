@@ -588,6 +588,23 @@ void Daemon::deliver(const ClientRef &client, std::string_view op, const nlohman
 	route(client, {proto::encode_message(rid, op, fields), std::move(fds)});
 }
 
+void Daemon::detach(const ClientRef &client)
+{
+	if (Connection *c = find(client.connection); c && c->inflight > 0)
+		c->inflight--;
+}
+
+void Daemon::deliver_error(const ClientRef &client, const std::string &id, ErrorCode code, std::string_view message)
+{
+	Connection *c = find(client.connection);
+	if (!c) {
+		counters_.errors++;
+		counters_.errors_by_code[std::string(proto::to_string(code))]++;
+		return;
+	}
+	error_reply(*c, id, code, message);
+}
+
 bool Daemon::client_connected(std::uint64_t connection) const
 {
 	return find(connection) != nullptr;

@@ -39,6 +39,9 @@ public:
 		  std::string_view message) override;
 	void deliver(const ClientRef &client, std::string_view op, const nlohmann::json &fields,
 		     std::vector<UniqueFd> fds, const std::string &id) override;
+	void detach(const ClientRef &client) override;
+	void deliver_error(const ClientRef &client, const std::string &id, proto::ErrorCode code,
+			   std::string_view message) override;
 	bool client_connected(std::uint64_t connection) const override;
 
 private:

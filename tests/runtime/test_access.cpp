@@ -45,14 +45,6 @@ int connect_as_nobody(const std::string &socket)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 100;
 }
 
-void write_file(const std::string &path, const std::string &text)
-{
-	FILE *f = std::fopen(path.c_str(), "w");
-	REQUIRE(f);
-	std::fputs(text.c_str(), f);
-	std::fclose(f);
-}
-
 } // namespace
 
 TEST_CASE("a peer outside the allow-list is denied and disconnected", "[access]")

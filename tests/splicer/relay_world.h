@@ -9,6 +9,7 @@
 #include <shoal/fdpass/unique_fd.h>
 
 #include "client.h"
+#include "stream_io.h"
 
 namespace shoal::test {
 
@@ -25,13 +26,6 @@ RelayEnds make_relay_ends(int family);
 
 /* Sends splice {metadata} with fds [a, b]; REQUIREs accepted and returns the task. a and b are closed after. */
 std::string start_relay(Client &c, RelayEnds &ends, const nlohmann::json &fields = nlohmann::json::object());
-
-/* Writes all of data (blocking, with a 10 s limit). */
-bool write_all(int fd, const std::string &data);
-/* Reads exactly n bytes, or until EOF/error/10 s; returns what arrived. */
-std::string read_n(int fd, std::size_t n);
-/* Reads until EOF (or 10 s); returns what arrived. */
-std::string read_to_eof(int fd);
 
 /* Deterministic bytes: the same (seed, offset) always give the same byte. */
 std::string pattern(std::uint64_t seed, std::size_t offset, std::size_t n);

@@ -165,6 +165,14 @@ TempDir::~TempDir()
 	std::filesystem::remove_all(path_, ec);
 }
 
+std::string write_file(const std::string &path, const std::string &text)
+{
+	FILE *f = std::fopen(path.c_str(), "w");
+	if (!f || std::fputs(text.c_str(), f) < 0 || std::fclose(f) != 0)
+		throw std::runtime_error("cannot write " + path);
+	return path;
+}
+
 std::string build_path(const std::string &relative)
 {
 	const char *dir = std::getenv("SHOAL_BUILD_DIR");

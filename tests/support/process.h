@@ -59,6 +59,9 @@ private:
 	std::string path_;
 };
 
+/* Writes text to path (throws if it cannot); returns path. */
+std::string write_file(const std::string &path, const std::string &text);
+
 /* Where meson put the binaries (SHOAL_BUILD_DIR), for tests that start daemons. */
 std::string build_path(const std::string &relative);
 

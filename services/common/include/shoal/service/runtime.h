@@ -36,6 +36,16 @@ public:
 	virtual void deliver(const ClientRef &client, std::string_view op, const nlohmann::json &fields,
 			     std::vector<UniqueFd> fds = {}, const std::string &id = {}) = 0;
 
+	/*
+	 * The request will be answered much later (bumblebee's upgrade waits for a handshake): stop
+	 * counting it against limits.max_inflight now. Its answer must then go through deliver()
+	 * or deliver_error(), never reply() or fail().
+	 */
+	virtual void detach(const ClientRef &client) = 0;
+	/* A late error for a detached request: to its connection if still open, else dropped (and counted). */
+	virtual void deliver_error(const ClientRef &client, const std::string &id, proto::ErrorCode code,
+				   std::string_view message) = 0;
+
 	virtual bool client_connected(std::uint64_t connection) const = 0;
 };
 

@@ -1,0 +1,137 @@
+// Relays between an upgraded socket (PROGRAM's flow, terminated by bumblebee) and its upstream: TCP with splice, UDP by datagram.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <uv.h>
+
+#include <shoal/fdpass/unique_fd.h>
+
+#include "pipe_pool.h"
+
+namespace shoal::tunnel {
+
+/* Shared by every relay: the loop, the pipes, one scratch buffer for datagrams and copies. */
+struct RelayContext {
+	uv_loop_t *loop = nullptr;
+	PipePool pipes;
+	std::vector<std::uint8_t> scratch = std::vector<std::uint8_t>(65536);
+	unsigned budget = 16; /* syscall rounds per direction per wake-up: no relay starves the others */
+};
+
+class Relay {
+public:
+	/*
+	 * Called once when the relay ends by itself: error 0 after EOF both ways (TCP) or the
+	 * flow's end (UDP), else the errno that ended it. Never called from the constructor or
+	 * from close(); the handler may destroy the relay.
+	 */
+	using EndHandler = std::function<void(int error)>;
+
+	virtual ~Relay() = default;
+	virtual bool start(EndHandler on_end) = 0;
+	std::uint64_t bytes_up() const { return bytes_up_; }     /* client → upstream */
+	std::uint64_t bytes_down() const { return bytes_down_; } /* upstream → client */
+
+protected:
+	std::uint64_t bytes_up_ = 0;
+	std::uint64_t bytes_down_ = 0;
+};
+
+/*
+ * TCP: each way splices src → pipe → dst, filling the pipe only when it is empty, so a way
+ * waits on exactly one thing — src readable or dst writable — and a slow writer stops its
+ * reader (backpressure; at most one pipe per way in flight). EOF is passed on as
+ * shutdown(SHUT_WR); the relay ends when both ways have. An error on one side resets the other.
+ */
+class TcpRelay final : public Relay {
+public:
+	TcpRelay(RelayContext &ctx, UniqueFd client, UniqueFd upstream);
+	~TcpRelay() override;
+	bool start(EndHandler on_end) override;
+
+private:
+	struct Way {
+		int src = -1;
+		int dst = -1;
+		Pipe pipe;
+		std::size_t in_pipe = 0;
+		std::uint64_t *bytes = nullptr;
+		bool eof = false;
+		bool shut = false;
+		bool want_read = true;
+		bool want_write = false;
+		bool finished() const { return eof && shut && in_pipe == 0; }
+	};
+	struct Poll {
+		uv_poll_t handle;
+		TcpRelay *relay;
+		bool client;
+	};
+
+	void on_event(bool client, int status, int events);
+	int pump(Way &w);
+	void update();
+	void end(int error, int failed_fd);
+	void close_polls();
+
+	RelayContext &ctx_;
+	UniqueFd client_, upstream_;
+	Way up_, down_;
+	Poll *poll_client_ = nullptr;
+	Poll *poll_upstream_ = nullptr;
+	int events_client_ = -1, events_upstream_ = -1;
+	bool ended_ = false;
+	EndHandler on_end_;
+};
+
+/*
+ * UDP: datagrams read from one side are sent to the other, one at a time. A datagram the
+ * writer refuses (EAGAIN) is kept — one per way — and its reader paused until the writer
+ * drains. ICMP errors (ECONNREFUSED) on the upstream drop a datagram, they end nothing.
+ * The client side may be SOCK_SEQPACKET (a 0-byte read is its end) or SOCK_DGRAM.
+ */
+class UdpRelay final : public Relay {
+public:
+	UdpRelay(RelayContext &ctx, UniqueFd client, UniqueFd upstream);
+	~UdpRelay() override;
+	bool start(EndHandler on_end) override;
+	std::uint64_t datagrams_dropped() const { return dropped_; }
+
+private:
+	struct Way {
+		int src = -1;
+		int dst = -1;
+		bool src_is_seqpacket = false;
+		std::vector<std::uint8_t> pending; /* the one datagram dst refused; capacity reused */
+		bool has_pending = false;
+		std::uint64_t *bytes = nullptr;
+	};
+	struct Poll {
+		uv_poll_t handle;
+		UdpRelay *relay;
+		bool client;
+	};
+
+	void on_event(bool client, int status, int events);
+	int pump(Way &w);
+	int send_one(Way &w, const std::uint8_t *data, std::size_t len);
+	void update();
+	void end(int error);
+	void close_polls();
+
+	RelayContext &ctx_;
+	UniqueFd client_, upstream_;
+	Way up_, down_;
+	Poll *poll_client_ = nullptr;
+	Poll *poll_upstream_ = nullptr;
+	int events_client_ = -1, events_upstream_ = -1;
+	bool ended_ = false;
+	std::uint64_t dropped_ = 0;
+	EndHandler on_end_;
+};
+
+} // namespace shoal::tunnel
