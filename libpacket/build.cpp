@@ -82,6 +82,27 @@ std::uint16_t next_ipv4_id()
 	return counter.fetch_add(1, std::memory_order_relaxed);
 }
 
+/*
+ * Checks that an IP packet of l4_header + payload_len bytes from src to dst fits in cap (and in
+ * 16-bit length fields: no jumbograms) and moves the payload into place (memmove: callers may
+ * have written it in place after header room). Returns the IP header length, or 0.
+ */
+std::size_t place_payload(std::uint8_t *out, std::size_t cap, const Endpoint &src, const Endpoint &dst,
+			  std::size_t l4_header, const void *payload, std::size_t payload_len)
+{
+	const int family = src.addr.family;
+	if (!out || family != dst.addr.family || (family != AF_INET && family != AF_INET6) ||
+	    (payload_len && !payload))
+		return 0;
+	const std::size_t l3_len = ip_header_len(family);
+	const std::size_t max_l4 = family == AF_INET ? 0xFFFF - ipv4_header_min : 0xFFFF;
+	if (payload_len > max_l4 - l4_header || cap < l3_len + l4_header + payload_len)
+		return 0;
+	if (payload_len)
+		std::memmove(out + l3_len + l4_header, payload, payload_len);
+	return l3_len;
+}
+
 } // namespace
 
 std::size_t build_tcp_rst(std::uint8_t *out, std::size_t cap, const Packet &to)
@@ -141,23 +162,11 @@ std::size_t build_icmp_unreachable(std::uint8_t *out, std::size_t cap, const Pac
 std::size_t build_udp(std::uint8_t *out, std::size_t cap, const Endpoint &src, const Endpoint &dst,
 		      const void *payload, std::size_t payload_len, std::uint8_t ttl)
 {
+	const std::size_t l3_len = place_payload(out, cap, src, dst, udp_header_len, payload, payload_len);
+	if (!l3_len)
+		return 0;
 	const int family = src.addr.family;
-	if (!out || family != dst.addr.family || (family != AF_INET && family != AF_INET6) ||
-	    (payload_len && !payload))
-		return 0;
-	const std::size_t l3_len = ip_header_len(family);
-	/* Both the IPv4 total length and the IPv6 payload length are 16 bits (no jumbograms). */
-	const std::size_t max_l4 = family == AF_INET ? 0xFFFF - ipv4_header_min : 0xFFFF;
-	if (payload_len > max_l4 - udp_header_len)
-		return 0;
 	const std::size_t l4_len = udp_header_len + payload_len;
-	const std::size_t total = l3_len + l4_len;
-	if (cap < total)
-		return 0;
-
-	/* memmove: callers may have written the payload in place after header room. */
-	if (payload_len)
-		std::memmove(out + l3_len + udp_header_len, payload, payload_len);
 	const bool v4 = family == AF_INET;
 	write_ip_header(out, IpFields{family, src.addr.bytes.data(), dst.addr.bytes.data(), proto_udp, ttl, 0,
 				      false, v4 ? next_ipv4_id() : std::uint16_t{0}},
@@ -168,27 +177,18 @@ std::size_t build_udp(std::uint8_t *out, std::size_t cap, const Endpoint &src, c
 	store16(udp + udp_off_len, static_cast<std::uint16_t>(l4_len));
 	store16(udp + udp_off_check, 0);
 	finish_packet(out, family, proto_udp, l3_len, l4_len);
-	return total;
+	return l3_len + l4_len;
 }
 
 std::size_t build_tcp(std::uint8_t *out, std::size_t cap, const Endpoint &src, const Endpoint &dst,
 		      std::uint32_t seq, std::uint32_t ack, std::uint8_t flags, std::uint16_t window,
 		      const void *payload, std::size_t payload_len, std::uint8_t ttl)
 {
+	const std::size_t l3_len = place_payload(out, cap, src, dst, tcp_header_min, payload, payload_len);
+	if (!l3_len)
+		return 0;
 	const int family = src.addr.family;
-	if (!out || family != dst.addr.family || (family != AF_INET && family != AF_INET6) ||
-	    (payload_len && !payload))
-		return 0;
-	const std::size_t l3_len = ip_header_len(family);
-	const std::size_t max_l4 = family == AF_INET ? 0xFFFF - ipv4_header_min : 0xFFFF;
-	if (payload_len > max_l4 - tcp_header_min)
-		return 0;
 	const std::size_t l4_len = tcp_header_min + payload_len;
-	const std::size_t total = l3_len + l4_len;
-	if (cap < total)
-		return 0;
-	if (payload_len)
-		std::memmove(out + l3_len + tcp_header_min, payload, payload_len);
 	/* DF and ID 0, as Linux sends TCP (path MTU discovery). */
 	write_ip_header(out, IpFields{family, src.addr.bytes.data(), dst.addr.bytes.data(), proto_tcp, ttl, 0, true, 0},
 			l4_len);
@@ -202,7 +202,7 @@ std::size_t build_tcp(std::uint8_t *out, std::size_t cap, const Endpoint &src, c
 	tcp[13] = flags;
 	store16(tcp + 14, window);
 	finish_packet(out, family, proto_tcp, l3_len, l4_len);
-	return total;
+	return l3_len + l4_len;
 }
 
 } // namespace shoal::packet

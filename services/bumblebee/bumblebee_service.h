@@ -48,6 +48,11 @@ private:
 	bool take_first_packet(Flow &f);
 	void begin_tcp(Flow &f, packet::Packet &syn);
 	void begin_udp(Flow &f, packet::Packet &first);
+	/* Records the flow's addresses and keeps its first packet (for the confirm, a RST, an ICMP error). */
+	void keep_first(Flow &f, const packet::Packet &first);
+	/* With confirm: sends syn and waits; false when the flow goes straight on. */
+	bool hold_for_confirm(Flow &f);
+	void size_send_buffer(int fd);
 	void accept_flow(Flow &f);
 	void reject_flow(Flow &f);
 	/* Answers a flow's upgrade with an error; the flow is gone afterwards. */
@@ -61,6 +66,8 @@ private:
 	void on_listener_readable(int listener);
 	void from_client(Flow &f, std::uint8_t *buf, std::size_t len);
 	void inject(Flow &f, packet::Packet &p);
+	/* Follows ACKs and FINs of one packet; true when the flow is over (RST, or FIN both ways acknowledged). */
+	bool track(Flow &f, const packet::Packet &p, bool from_client);
 	void flush_to_clients();
 	void send_to_client(Flow &f, const std::uint8_t *buf, std::size_t len);
 	void rst_to_kernel(Flow &f);

@@ -114,22 +114,33 @@ void BumblebeeService::from_client(Flow &f, std::uint8_t *buf, std::size_t len)
 			counters_.drop_held++; /* retransmitted SYNs: the first one is kept */
 		return;
 	}
-	std::uint8_t flags = p->tcp_flags;
-	if (flags & packet::tcp_ack) {
-		f.client_ack = p->ack;
-		f.client_ack_valid = true;
-		if (f.fin_in && seq_ge(p->ack, f.fin_in_seq + 1))
-			f.fin_in_acked = true;
-	}
-	if (flags & packet::tcp_fin) {
-		f.fin_out = true;
-		f.fin_out_seq = p->seq + seq_len(*p) - 1;
-	}
+	bool over = track(f, *p, true);
 	inject(f, *p);
-	if (flags & packet::tcp_rst)
+	if (over)
 		end_later(f, EndReason::eof);
-	else if (f.fin_out && f.fin_in && f.fin_out_acked && f.fin_in_acked)
-		end_later(f, EndReason::eof);
+}
+
+bool BumblebeeService::track(Flow &f, const packet::Packet &p, bool from_client)
+{
+	/* The same bookkeeping both ways, mirrored: "ours" is the sender's side of the flow. */
+	std::uint32_t &peer_ack = from_client ? f.client_ack : f.kernel_ack;
+	bool &peer_ack_valid = from_client ? f.client_ack_valid : f.kernel_ack_valid;
+	bool &fin_ours = from_client ? f.fin_out : f.fin_in;
+	std::uint32_t &fin_ours_seq = from_client ? f.fin_out_seq : f.fin_in_seq;
+	bool fin_theirs = from_client ? f.fin_in : f.fin_out;
+	std::uint32_t fin_theirs_seq = from_client ? f.fin_in_seq : f.fin_out_seq;
+	bool &fin_theirs_acked = from_client ? f.fin_in_acked : f.fin_out_acked;
+	if (p.tcp_flags & packet::tcp_ack) {
+		peer_ack = p.ack;
+		peer_ack_valid = true;
+		if (fin_theirs && seq_ge(p.ack, fin_theirs_seq + 1))
+			fin_theirs_acked = true;
+	}
+	if (p.tcp_flags & packet::tcp_fin) {
+		fin_ours = true;
+		fin_ours_seq = p.seq + seq_len(p) - 1;
+	}
+	return (p.tcp_flags & packet::tcp_rst) || (f.fin_out && f.fin_in && f.fin_out_acked && f.fin_in_acked);
 }
 
 void BumblebeeService::inject(Flow &f, packet::Packet &p)
@@ -168,24 +179,12 @@ void BumblebeeService::on_tun_readable()
 				continue;
 			}
 			Flow &f = *it->second;
-			std::uint8_t flags = p->tcp_flags;
-			if (flags & packet::tcp_ack) {
-				f.kernel_ack = p->ack;
-				f.kernel_ack_valid = true;
-				if (f.fin_out && seq_ge(p->ack, f.fin_out_seq + 1))
-					f.fin_out_acked = true;
-			}
-			if (flags & packet::tcp_fin) {
-				f.fin_in = true;
-				f.fin_in_seq = p->seq + seq_len(*p) - 1;
-			}
+			bool over = track(f, *p, false);
 			packet::set_src(*p, f.server_ep);
 			packet::set_dst(*p, f.client_ep);
 			f.last_active_ms = now();
 			outgoing_.push_back({&f, p->data, p->len});
-			if (flags & packet::tcp_rst)
-				end_later(f, EndReason::eof);
-			else if (f.fin_out && f.fin_in && f.fin_out_acked && f.fin_in_acked)
+			if (over)
 				end_later(f, EndReason::eof);
 		}
 		flush_to_clients();

@@ -75,9 +75,7 @@ void BumblebeeService::handle_upgrade(service::Call &call)
 	flow->started_wall_ms = wall_ms();
 	flow->deadline_ms = now() + flow->timeout_ms;
 	flow->last_active_ms = now();
-	/* Bursts toward the client must not overflow a default-sized socket buffer at a 64 KiB MTU. */
-	if (::setsockopt(flow->sock.get(), SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf_, sizeof(sndbuf_)) < 0)
-		::setsockopt(flow->sock.get(), SOL_SOCKET, SO_SNDBUF, &sndbuf_, sizeof(sndbuf_));
+	size_send_buffer(flow->sock.get());
 
 	/* From here on the answer is late (upgraded, ended or an error once the first packet is read). */
 	rt_->detach(call.client);
@@ -153,21 +151,12 @@ void BumblebeeService::begin_tcp(Flow &f, packet::Packet &syn)
 			       std::to_string(pool->held_down()) + " held down)");
 		return;
 	}
-	f.client_ep = syn.src();
-	f.server_ep = syn.dst();
 	f.slot_ep = packet::Endpoint{*addr, syn.sport};
 	f.has_slot = true;
 	by_slot_[f.slot_ep] = &f;
-	f.first.assign(syn.data, syn.data + syn.len);
-	f.packets_out++;
-	f.bytes_out += syn.len;
-	if (f.confirm) {
-		f.state = FlowState::confirm;
-		rt_->deliver(f.client, "syn", {{"task", f.task}, {"flow", f.flow_json()}}, {}, f.request_id);
-		return;
-	}
-	f.state = FlowState::handshake;
-	inject(f, syn);
+	keep_first(f, syn);
+	if (!hold_for_confirm(f))
+		accept_flow(f);
 }
 
 void BumblebeeService::begin_udp(Flow &f, packet::Packet &first)
@@ -180,19 +169,35 @@ void BumblebeeService::begin_udp(Flow &f, packet::Packet &first)
 	f.payload = UniqueFd(sv[0]);
 	f.app = UniqueFd(sv[1]);
 	for (int fd : sv)
-		if (::setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf_, sizeof(sndbuf_)) < 0)
-			::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf_, sizeof(sndbuf_));
+		size_send_buffer(fd);
+	keep_first(f, first);
+	if (!hold_for_confirm(f))
+		accept_flow(f);
+}
+
+void BumblebeeService::keep_first(Flow &f, const packet::Packet &first)
+{
 	f.client_ep = first.src();
 	f.server_ep = first.dst();
 	f.first.assign(first.data, first.data + first.len);
 	f.packets_out++;
 	f.bytes_out += first.len;
-	if (f.confirm) {
-		f.state = FlowState::confirm;
-		rt_->deliver(f.client, "syn", {{"task", f.task}, {"flow", f.flow_json()}}, {}, f.request_id);
-		return;
-	}
-	accept_flow(f);
+}
+
+bool BumblebeeService::hold_for_confirm(Flow &f)
+{
+	if (!f.confirm)
+		return false;
+	f.state = FlowState::confirm;
+	rt_->deliver(f.client, "syn", {{"task", f.task}, {"flow", f.flow_json()}}, {}, f.request_id);
+	return true;
+}
+
+void BumblebeeService::size_send_buffer(int fd)
+{
+	/* Bursts toward the client must not overflow a default-sized socket buffer at a 64 KiB MTU. */
+	if (::setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf_, sizeof(sndbuf_)) < 0)
+		::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf_, sizeof(sndbuf_));
 }
 
 void BumblebeeService::accept_flow(Flow &f)

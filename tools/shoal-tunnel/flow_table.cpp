@@ -12,6 +12,9 @@ namespace shoal::tunnel {
 namespace {
 
 constexpr std::size_t kRxSlot = 65536; /* the largest IP packet */
+/* How long a closed TCP flow's stragglers are dropped quietly, and how many such flows are kept. */
+constexpr std::uint64_t kStragglerGraceMs = 2000;
+constexpr std::size_t kMaxRecentlyClosed = 65536;
 
 /*
  * Each flow socket's send buffer. AF_UNIX charges a whole skb per datagram against it,
@@ -133,6 +136,16 @@ Flow *FlowTable::route(const packet::Packet &p)
 		flow->in_table = false;
 		by_key_.erase(it);
 		return create(p);
+	}
+	if (!recently_closed_.empty()) {
+		auto rc = recently_closed_.find(p.key());
+		if (rc != recently_closed_.end()) {
+			if (!syn && uv_now(loop_) < rc->second) {
+				counters_.late_packets++;
+				return nullptr;
+			}
+			recently_closed_.erase(rc);
+		}
 	}
 	if (syn)
 		return create(p);
@@ -308,7 +321,15 @@ void FlowTable::close_socket(Flow &flow)
 		if (it != by_key_.end() && it->second == &flow)
 			by_key_.erase(it);
 		flow.in_table = false;
+		if (flow.protocol == proto::FlowProtocol::tcp && recently_closed_.size() < kMaxRecentlyClosed)
+			recently_closed_[flow.key] = uv_now(loop_) + kStragglerGraceMs;
 	}
+}
+
+void FlowTable::prune(std::uint64_t now_ms)
+{
+	for (auto it = recently_closed_.begin(); it != recently_closed_.end();)
+		it = now_ms >= it->second ? recently_closed_.erase(it) : std::next(it);
 }
 
 void FlowTable::erase(Flow &flow)

@@ -49,6 +49,8 @@ public:
 
 	std::size_t size() const { return by_id_.size(); }
 	std::vector<Flow *> snapshot() const;
+	/* Forgets recently closed TCP flows older than their grace (call now and then). */
+	void prune(std::uint64_t now_ms);
 
 private:
 	static constexpr std::size_t kRxBatch = 32;
@@ -71,6 +73,11 @@ private:
 
 	std::unordered_map<std::string, std::unique_ptr<Flow>> by_id_;
 	std::unordered_map<packet::FlowKey, Flow *, packet::FlowKeyHash> by_key_;
+	/*
+	 * TCP flows bumblebee closed lately, until when: their stragglers (PROGRAM's last ACK
+	 * after the FINs) are dropped quietly instead of drawing a RST, as TIME_WAIT would.
+	 */
+	std::unordered_map<packet::FlowKey, std::uint64_t, packet::FlowKeyHash> recently_closed_;
 	std::vector<Flow *> new_flows_; /* made in this batch: announced once their first packet is sent */
 
 	/* A run of consecutive packets for one flow, sent with one sendmmsg. */

@@ -17,15 +17,15 @@ using namespace shoal::tunnel;
 namespace {
 
 /*
- * Each flow can hold our socket end, bumblebee's end until it answers, the upgraded
- * socket, the upstream socket and a pipe pair per direction in flight: budget 6 fds a
- * flow, and keep some for the loop, the link and the report.
+ * A flow holds our socket end, bumblebee's end until it answers, then the upgraded and the
+ * upstream socket: budget 4 fds a flow (pipes are pooled and only held while bytes are in
+ * flight; without one a relay copies), and keep some for the loop and the link.
  */
 std::size_t max_flows_for(rlim_t nofile)
 {
 	if (nofile == RLIM_INFINITY || nofile > 1u << 22)
 		nofile = 1u << 22;
-	std::size_t n = nofile > 128 ? (static_cast<std::size_t>(nofile) - 64) / 6 : 10;
+	std::size_t n = nofile > 128 ? (static_cast<std::size_t>(nofile) - 64) / 4 : 10;
 	return n;
 }
 

@@ -83,6 +83,7 @@ std::string Report::to_json(const std::vector<std::string> &program, int exit_st
 		{"unparseable", c.unparseable},
 		{"not_tcp_udp", c.not_tcp_udp},
 		{"rst_sent", c.rst_sent},
+		{"late_packets", c.late_packets},
 		{"icmp_unreachable_sent", c.icmp_unreachable_sent},
 		{"flows_tcp", c.flows_tcp},
 		{"flows_udp", c.flows_udp},
@@ -161,7 +162,7 @@ std::string Report::summary(int exit_status, std::uint64_t duration_ms) const
 	char buf[1024];
 	std::snprintf(buf, sizeof buf,
 		      "PROGRAM exited %d after %.1f s; flows %llu (tcp %llu, udp %llu): upgraded %llu, "
-		      "failed %llu; relayed up %s, down %s; tun0 read %llu packets, wrote %llu; "
+		      "with errors %llu; relayed up %s, down %s; tun0 read %llu packets, wrote %llu; "
 		      "rst %llu, dropped %llu (queue full %llu, unparseable %llu, not tcp/udp %llu)",
 		      exit_status, double(duration_ms) / 1000.0,
 		      static_cast<unsigned long long>(c.flows_tcp + c.flows_udp),

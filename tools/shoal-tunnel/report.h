@@ -41,6 +41,7 @@ struct Counters {
 	std::uint64_t unparseable = 0;      /* not IPv4/IPv6 TCP/UDP/ICMP we could parse (fragments included) */
 	std::uint64_t not_tcp_udp = 0;      /* ICMP and the like: no flow to carry them */
 	std::uint64_t rst_sent = 0;         /* answers to TCP packets of no known flow */
+	std::uint64_t late_packets = 0;     /* stragglers of a TCP flow bumblebee just closed: dropped quietly */
 	std::uint64_t icmp_unreachable_sent = 0;
 	std::uint64_t flows_tcp = 0;
 	std::uint64_t flows_udp = 0;

@@ -82,6 +82,8 @@ private:
 	void check_drained();
 	void close_all();
 	void finish();
+	/* An awaited ended arrived while closing: true if it was the last one (and we finished). */
+	bool last_ended_arrived();
 	static void closing_timer_cb(uv_timer_t *timer);
 
 	uv_loop_t *loop_;

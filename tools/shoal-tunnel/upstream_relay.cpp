@@ -161,6 +161,23 @@ int TcpRelay::pump(Way &w)
 			ctx_.pipes.put(std::move(w.pipe));
 			w.pipe = Pipe{};
 		}
+		if (!w.pending.empty()) {
+			ssize_t n = ::send(w.dst, w.pending.data(), w.pending.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+			if (n < 0) {
+				if (errno == EINTR)
+					continue;
+				if (errno != EAGAIN)
+					return errno;
+				w.want_write = true;
+				w.want_read = false;
+				return 0;
+			}
+			w.pending.erase(0, static_cast<std::size_t>(n));
+			*w.bytes += static_cast<std::uint64_t>(n);
+			if (!w.pending.empty())
+				continue;
+			std::string().swap(w.pending); /* an idle way holds no heap */
+		}
 		w.want_write = false;
 		if (w.eof) {
 			if (!w.shut) {
@@ -174,8 +191,16 @@ int TcpRelay::pump(Way &w)
 		}
 		if (!w.pipe.valid()) {
 			w.pipe = ctx_.pipes.get();
-			if (!w.pipe.valid())
-				return errno ? errno : EMFILE;
+			if (!w.pipe.valid()) {
+				int r = copy_once(w);
+				if (r == EAGAIN) {
+					w.want_read = true;
+					return 0;
+				}
+				if (r)
+					return r;
+				continue;
+			}
 		}
 		ssize_t n = ::splice(w.src, nullptr, w.pipe.write_end.get(), nullptr, ctx_.pipes.chunk(),
 				     SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
@@ -199,8 +224,35 @@ int TcpRelay::pump(Way &w)
 		w.in_pipe = static_cast<std::size_t>(n);
 	}
 	/* Out of budget with work left: level-triggered polling brings us back. */
-	w.want_write = w.in_pipe > 0 || (w.eof && !w.shut);
+	w.want_write = w.holds_bytes() || (w.eof && !w.shut);
 	w.want_read = !w.want_write && !w.eof;
+	return 0;
+}
+
+int TcpRelay::copy_once(Way &w)
+{
+	ssize_t n;
+	do
+		n = ::recv(w.src, ctx_.scratch.data(), ctx_.scratch.size(), MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return errno;
+	if (n == 0) {
+		w.eof = true;
+		return 0;
+	}
+	ssize_t m;
+	do
+		m = ::send(w.dst, ctx_.scratch.data(), static_cast<std::size_t>(n), MSG_DONTWAIT | MSG_NOSIGNAL);
+	while (m < 0 && errno == EINTR);
+	if (m < 0) {
+		if (errno != EAGAIN)
+			return errno;
+		m = 0;
+	}
+	*w.bytes += static_cast<std::uint64_t>(m);
+	if (m < n)
+		w.pending.assign(reinterpret_cast<const char *>(ctx_.scratch.data()) + m, static_cast<std::size_t>(n - m));
 	return 0;
 }
 

@@ -46,6 +46,7 @@ protected:
  * waits on exactly one thing — src readable or dst writable — and a slow writer stops its
  * reader (backpressure; at most one pipe per way in flight). EOF is passed on as
  * shutdown(SHUT_WR); the relay ends when both ways have. An error on one side resets the other.
+ * With no pipe to be had (out of fds), a way copies through the shared scratch buffer instead.
  */
 class TcpRelay final : public Relay {
 public:
@@ -59,12 +60,14 @@ private:
 		int dst = -1;
 		Pipe pipe;
 		std::size_t in_pipe = 0;
+		std::string pending; /* copy path (no pipe to be had): read, not yet written; at most one scratch */
 		std::uint64_t *bytes = nullptr;
 		bool eof = false;
 		bool shut = false;
 		bool want_read = true;
 		bool want_write = false;
-		bool finished() const { return eof && shut && in_pipe == 0; }
+		bool holds_bytes() const { return in_pipe > 0 || !pending.empty(); }
+		bool finished() const { return eof && shut && !holds_bytes(); }
 	};
 	struct Poll {
 		uv_poll_t handle;
@@ -74,6 +77,7 @@ private:
 
 	void on_event(bool client, int status, int events);
 	int pump(Way &w);
+	int copy_once(Way &w);
 	void update();
 	void end(int error, int failed_fd);
 	void close_polls();

@@ -1,4 +1,4 @@
-// Small libuv helpers: exception-proof callbacks, closing heap-allocated handles, the loop's clock.
+// Small libuv helpers: exception-proof callbacks and closing heap-allocated handles.
 #pragma once
 
 #include <cstdint>

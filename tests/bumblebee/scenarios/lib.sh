@@ -1,6 +1,4 @@
 # Shared set-up for bumblebee's real-client tests: a namespace of the test's own with servers, bumblebee, shoal-tunnel.
-set -euo pipefail
-
 : "${SHOAL_BUILD_DIR:?SHOAL_BUILD_DIR must name the meson build directory}"
 BUMBLEBEE=$SHOAL_BUILD_DIR/services/bumblebee/bumblebee
 TUNNEL=$SHOAL_BUILD_DIR/tools/shoal-tunnel/shoal-tunnel
@@ -12,76 +10,22 @@ if [ "$(id -u)" != 0 ] || ! ip netns add "shoal-bbcheck-$$" 2>/dev/null; then
 fi
 ip netns del "shoal-bbcheck-$$"
 
-WORK=$(mktemp -d /tmp/shoal-bb-test.XXXXXX)
+WORK_PREFIX=shoal-bb-test
+source "$(dirname "${BASH_SOURCE[0]}")/../../support/scenario.sh"
 NS=shoal-bbt-$$
 SOCK=$WORK/bumblebee.sock
 # The "internet" the tunnelled programs reach: addresses on a veth in $NS whose peer (also in $NS)
 # answers nothing, so 198.51.100.2 is an address whose packets go nowhere.
 SERVER4=198.51.100.1
 SERVER6=2001:db8:1::1
-declare -A PIDS=()
-LAST_RC=0
 
-cleanup() {
-	local rc=$?
-	local name
-	for name in "${!PIDS[@]}"; do
-		kill -TERM "${PIDS[$name]}" 2>/dev/null || true
-	done
-	for _ in $(seq 60); do
-		local alive=0
-		for name in "${!PIDS[@]}"; do
-			kill -0 "${PIDS[$name]}" 2>/dev/null && alive=1
-		done
-		((alive)) || break
-		sleep 0.05
-	done
-	for name in "${!PIDS[@]}"; do
-		kill -KILL "${PIDS[$name]}" 2>/dev/null || true
-		wait "${PIDS[$name]}" 2>/dev/null || true
-	done
+cleanup_more() {
 	# bumblebee after a live upgrade is a process we did not spawn directly: find it by its socket.
 	local pid
 	for pid in $(pgrep -f -- "--socket $SOCK" 2>/dev/null); do
 		kill -KILL "$pid" 2>/dev/null || true
 	done
 	ip netns del "$NS" 2>/dev/null || true
-	if ((rc != 0 && rc != 77)); then
-		for f in "$WORK"/*.log; do
-			[ -e "$f" ] || continue
-			echo "----- $(basename "$f") (last 40 lines) -----" >&2
-			tail -n 40 "$f" >&2
-		done
-	fi
-	[ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"
-	exit "$rc"
-}
-trap cleanup EXIT
-
-fail() {
-	echo "FAIL: $*" >&2
-	exit 1
-}
-
-ok() {
-	echo "ok: $*"
-}
-
-# spawn NAME CMD...: runs CMD in the background, output to $WORK/NAME.log, PID in PIDS[NAME].
-spawn() {
-	local name=$1
-	shift
-	"$@" >"$WORK/$name.log" 2>&1 &
-	PIDS[$name]=$!
-}
-
-# reap NAME [SIGNAL]: signals (unless SIGNAL is "none") and waits; the exit status goes to LAST_RC.
-reap() {
-	local name=$1 sig=${2:-TERM} pid=${PIDS[$1]}
-	[ "$sig" = none ] || kill -"$sig" "$pid" 2>/dev/null || true
-	LAST_RC=0
-	{ wait "$pid"; } 2>/dev/null || LAST_RC=$?
-	unset "PIDS[$name]"
 }
 
 in_ns() {
