@@ -80,6 +80,9 @@ void BumblebeeService::add_options(service::ConfigSchema &schema)
 		    check_unsigned_range(1, 65535)});
 	schema.add({"flows.max", 100000u, "flows at once; more are refused with busy", "--max-flows", "N", false,
 		    check_unsigned_range(1, 10000000)});
+	schema.add({"flows.max_pending", 10000u,
+		    "flows not upgraded yet (first packet, confirm, handshake) at once; more are refused with busy",
+		    "", "", false, check_unsigned_range(1, 10000000)});
 	schema.add({"flows.timeout_ms", 10000u,
 		    "default time for the first packet, the confirm and the handshake (upgrade's timeout_ms)", "",
 		    "", false, check_unsigned_range(1, 600000)});
@@ -108,6 +111,7 @@ void BumblebeeService::init(service::Runtime &rt, const nlohmann::json &config)
 	ns_config_.port = ns["port"].get<std::uint16_t>();
 	const auto &fl = config["flows"];
 	max_flows_ = fl["max"].get<std::size_t>();
+	max_pending_ = fl["max_pending"].get<std::size_t>();
 	default_timeout_ms_ = fl["timeout_ms"].get<std::uint64_t>();
 	idle_timeout_ms_ = fl["idle_timeout_ms"].get<std::uint64_t>();
 	udp_idle_timeout_ms_ = fl["udp_idle_timeout_ms"].get<std::uint64_t>();
@@ -255,9 +259,8 @@ void BumblebeeService::sweep()
 		rst_to_kernel(*f);
 		end(*f, EndReason::timeout);
 	}
-	static unsigned tick = 0;
-	if (++tick % 10)
-		return;
+	if (++sweeps_ % 10)
+		return; /* idle flows: once a second is plenty */
 	std::vector<Flow *> idle;
 	for (auto &[task, f] : flows_) {
 		std::uint64_t limit = f->protocol == FlowProtocol::tcp ? idle_timeout_ms_ : udp_idle_timeout_ms_;

@@ -119,6 +119,8 @@ private:
 	std::vector<Outgoing> outgoing_;
 
 	std::size_t max_flows_ = 100000;
+	std::size_t max_pending_ = 10000;
+	unsigned sweeps_ = 0;
 	std::uint64_t default_timeout_ms_ = 10000;
 	std::uint64_t idle_timeout_ms_ = 7200000;
 	std::uint64_t udp_idle_timeout_ms_ = 120000;

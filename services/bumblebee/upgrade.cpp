@@ -62,6 +62,14 @@ void BumblebeeService::handle_upgrade(service::Call &call)
 		return;
 	}
 
+	if (pending_.size() >= max_pending_) {
+		counters_.refused_busy++;
+		rt_->fail(call.client, id, ErrorCode::busy,
+			  "too many flows waiting for their handshake (flows.max_pending is " +
+				  std::to_string(max_pending_) + ")");
+		return;
+	}
+
 	auto flow = std::make_unique<Flow>();
 	flow->task = "b" + std::to_string(next_task_++);
 	flow->client = call.client;

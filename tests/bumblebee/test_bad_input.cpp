@@ -143,6 +143,33 @@ TEST_CASE("bumblebee refuses bad upgrades precisely, leaks nothing and keeps liv
 	REQUIRE(wait_fd_count(bb.process.pid(), fds));
 }
 
+TEST_CASE("pending handshakes have their own limit", "[limits]")
+{
+	TempDir conf;
+	Bumblebee bb({"--config", write_file(conf / "bb.json", R"({"flows": {"max_pending": 2}})")});
+	Client c = bb.connect();
+	std::vector<std::unique_ptr<TcpPeer>> peers;
+	for (int i = 0; i < 2; i++) {
+		peers.push_back(std::make_unique<TcpPeer>(endpoint("192.0.2.1:" + std::to_string(100 + i)),
+							  endpoint("198.51.100.1:80")));
+		peers.back()->send_syn();
+		send_upgrade(c, peers.back()->theirs, {{"confirm", true}});
+		expect(c, "syn");
+	}
+	TcpPeer extra(endpoint("192.0.2.1:200"), endpoint("198.51.100.1:80"));
+	int fd = extra.theirs.get();
+	require_error(c.call("upgrade", {}, std::span<const int>(&fd, 1)), "busy", "flows.max_pending is 2");
+	/* Once one is upgraded, there is room again. */
+	ClientMessage syn_ok = c.call("confirm", {{"task", "b1"}, {"accept", true}}).value();
+	REQUIRE(syn_ok.op() == "confirmed");
+	REQUIRE(peers[0]->complete_handshake());
+	expect(c, "upgraded");
+	extra.send_syn();
+	send_upgrade(c, extra.theirs);
+	REQUIRE(extra.complete_handshake());
+	expect(c, "upgraded");
+}
+
 TEST_CASE("a full NAT pool answers exhausted and frees addresses only after the hold-down", "[limits]")
 {
 	/* A /30 holds 2 addresses: the listener's and one flow's. */
