@@ -59,13 +59,16 @@ Ending:
   --report FILE            write a JSON report at exit: {"flows":[{"flow","task",
                            "reason","upgraded","relay_bytes_up",
                            "relay_bytes_down","error"?,…}],"counters":{…}}
-  --quiet                  only warnings and errors; no summary line
-  --verbose                one line per flow event
+  -q, --quiet              only warnings and errors; no summary line
+  -v, --verbose            one line per flow event
   --help, --version
 
-PROGRAM inherits only stdin, stdout and stderr. SIGINT, SIGTERM, SIGHUP and
-SIGQUIT sent to shoal-tunnel are passed on to PROGRAM. Not root: the namespace
-is made inside a new user namespace (uid and gid mapped to themselves).
+PROGRAM starts once bumblebee has answered our hello (within 5 s, else exit
+125); if the connection drops later, shoal-tunnel reconnects as the same owner
+and picks its results up from the mailbox. PROGRAM inherits only stdin, stdout
+and stderr. SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to shoal-tunnel are passed
+on to PROGRAM. Not root: the namespace is made inside a new user namespace (uid
+and gid mapped to themselves); /dev/net/tun must then be open to the user.
 
 Exit status: PROGRAM's (128+N if it was killed by signal N); 125 if
 shoal-tunnel failed before PROGRAM ran; 126/127 if PROGRAM could not be

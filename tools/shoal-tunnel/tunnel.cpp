@@ -271,15 +271,8 @@ void Tunnel::begin_drain()
 		return;
 	}
 	phase_ = Phase::draining;
-	uv_timer_start(phase_timer_, [](uv_timer_t *t) {
-		auto *self = static_cast<Tunnel *>(t->data);
-		guarded("drain", [&] {
-			if (self->phase_ == Phase::draining) {
-				TLOG_DEBUG("drain time is up; closing what is left");
-				self->close_all();
-			}
-		});
-	}, options_.drain_ms, 0);
+	/* drain_ms from now, or at once when check_drained() finds nothing left to wait for. */
+	uv_timer_start(phase_timer_, drain_timer_cb, options_.drain_ms, 0);
 	check_drained();
 }
 
@@ -300,8 +293,22 @@ bool Tunnel::drained() const
 
 void Tunnel::check_drained()
 {
-	if (phase_ == Phase::draining && child_exited_ && drained())
-		close_all();
+	/*
+	 * Called from deep inside flow handling (an erase in a loop over flows): closing
+	 * everything right here would pull flows out from under our callers. The phase timer,
+	 * due at once, does it from the loop instead.
+	 */
+	if (phase_ == Phase::draining && child_exited_ && !setup_failed_ && drained())
+		uv_timer_start(phase_timer_, drain_timer_cb, 0, 0);
+}
+
+void Tunnel::drain_timer_cb(uv_timer_t *timer)
+{
+	auto *self = static_cast<Tunnel *>(timer->data);
+	guarded("drain", [&] {
+		if (self->phase_ == Phase::draining)
+			self->close_all();
+	});
 }
 
 void Tunnel::close_all()
@@ -339,7 +346,8 @@ bool Tunnel::last_ended_arrived()
 	if (phase_ != Phase::closing || awaiting_ended_ == 0)
 		return false;
 	if (--awaiting_ended_ == 0) {
-		finish();
+		/* From the loop, not from inside the link's message handler. */
+		uv_timer_start(phase_timer_, closing_timer_cb, 0, 0);
 		return true;
 	}
 	/* Still arriving: grant another grace period, within the overall cap. */

@@ -82,8 +82,9 @@ private:
 	void check_drained();
 	void close_all();
 	void finish();
-	/* An awaited ended arrived while closing: true if it was the last one (and we finished). */
+	/* An awaited ended arrived while closing: true if it was the last one (we finish next). */
 	bool last_ended_arrived();
+	static void drain_timer_cb(uv_timer_t *timer);
 	static void closing_timer_cb(uv_timer_t *timer);
 
 	uv_loop_t *loop_;

@@ -179,7 +179,7 @@ void Tunnel::on_ended(const proto::Reply &reply)
 	if (rec.expect_ended) {
 		rec.expect_ended = false;
 		if (last_ended_arrived())
-			return; /* everything is over */
+			return; /* everything else is closed already */
 	}
 	TLOG_DEBUG("%s: ended, %s", rec.flow.c_str(), rec.reason.c_str());
 

@@ -3,7 +3,7 @@ source "$(dirname "$0")/lib.sh"
 
 make_world
 start_bumblebee
-spawn echo in_ns python3 "$(dirname "$0")/echo_server.py" "$SERVER4" 7000
+spawn echo ip netns exec "$NS" python3 "$(dirname "$0")/echo_server.py" "$SERVER4" 7000
 sleep 0.5
 tunnel --report "$WORK/report.json" -- python3 "$(dirname "$0")/many_clients.py" "$SERVER4" 7000 1000 ||
 	fail "not every flow echoed"

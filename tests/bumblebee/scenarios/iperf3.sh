@@ -3,8 +3,8 @@ source "$(dirname "$0")/lib.sh"
 
 make_world
 start_bumblebee
-spawn iperf4 in_ns iperf3 -s -B "$SERVER4" -p 5201
-spawn iperf6 in_ns iperf3 -s -B "$SERVER6" -p 5202
+spawn iperf4 ip netns exec "$NS" iperf3 -s -B "$SERVER4" -p 5201
+spawn iperf6 ip netns exec "$NS" iperf3 -s -B "$SERVER6" -p 5202
 sleep 0.5
 
 for target in "$SERVER4 5201" "$SERVER6 5202"; do

@@ -25,6 +25,10 @@ cleanup_more() {
 	for pid in $(pgrep -f -- "--socket $SOCK" 2>/dev/null); do
 		kill -KILL "$pid" 2>/dev/null || true
 	done
+	# Whatever still runs in the test's namespace was started by this test.
+	for pid in $(ip netns pids "$NS" 2>/dev/null); do
+		kill -KILL "$pid" 2>/dev/null || true
+	done
 	ip netns del "$NS" 2>/dev/null || true
 }
 
@@ -45,7 +49,7 @@ make_world() {
 
 # start_bumblebee [FLAGS...]: bumblebee (itself unsharing its own namespace) serving $SOCK.
 start_bumblebee() {
-	spawn bumblebee in_ns "$BUMBLEBEE" --socket "$SOCK" --log-level debug "$@"
+	spawn bumblebee ip netns exec "$NS" "$BUMBLEBEE" --socket "$SOCK" --log-level debug "$@"
 	for _ in $(seq 200); do
 		[ -S "$SOCK" ] && "$SHOALCTL" --socket "$SOCK" status >/dev/null 2>&1 && return 0
 		sleep 0.05
@@ -69,8 +73,8 @@ make_file() {
 
 # serve_http DIR: python's http.server on both server addresses, port 8080.
 serve_http() {
-	spawn http4 in_ns python3 -m http.server --bind "$SERVER4" --directory "$1" 8080
-	spawn http6 in_ns python3 -m http.server --bind "$SERVER6" --directory "$1" 8080
+	spawn http4 ip netns exec "$NS" python3 -m http.server --bind "$SERVER4" --directory "$1" 8080
+	spawn http6 ip netns exec "$NS" python3 -m http.server --bind "$SERVER6" --directory "$1" 8080
 	for _ in $(seq 100); do
 		in_ns bash -c "exec 3<>/dev/tcp/$SERVER4/8080" 2>/dev/null &&
 			in_ns bash -c "exec 3<>/dev/tcp/$SERVER6/8080" 2>/dev/null && return 0

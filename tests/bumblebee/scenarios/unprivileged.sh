@@ -15,7 +15,7 @@ make_file "$WORK/www/file.bin" 10
 want=$(sha256sum <"$WORK/www/file.bin")
 serve_http "$WORK/www"
 
-spawn bumblebee in_ns unshare --mount --propagation private -- sh -c \
+spawn bumblebee ip netns exec "$NS" unshare --mount --propagation private -- sh -c \
 	'mount --bind "$1" /dev/net/tun && exec setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all --bounding-set=-all "$2" --socket "$3"' \
 	sh "$WORK/tun" "$BUMBLEBEE" "$SOCK"
 for _ in $(seq 200); do
