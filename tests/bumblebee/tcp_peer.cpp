@@ -63,10 +63,22 @@ std::optional<RawPacket> TcpPeer::read(std::chrono::milliseconds timeout)
 
 bool TcpPeer::complete_handshake()
 {
-	auto r = read();
-	if (!r)
+	/* As a real client does: the SYN again after a second without answer (any hop may drop a packet). */
+	std::optional<RawPacket> r;
+	for (int attempt = 0; attempt < 5 && !r; attempt++) {
+		if (attempt > 0) {
+			UNSCOPED_INFO("SYN retransmitted (attempt " << attempt + 1 << ")");
+			send(packet::tcp_syn, snd_nxt - 1, 0);
+		}
+		r = read(std::chrono::seconds(1));
+	}
+	if (!r) {
+		UNSCOPED_INFO("no SYN-ACK within 5 s");
 		return false;
+	}
 	const packet::Packet &p = r->p;
+	UNSCOPED_INFO("got flags " << int(p.tcp_flags) << " seq " << p.seq << " ack " << p.ack << " (our next seq "
+				   << snd_nxt << ")");
 	CHECK(p.src() == server);
 	CHECK(p.dst() == client);
 	CHECK(packet::verify_transport_checksum(p));
