@@ -74,28 +74,7 @@ std::map<std::string, std::size_t> error_codes;
 std::string first_error;
 std::vector<std::size_t> pending_send; /* flows whose upgrade waits for the control socket to drain */
 
-double cpu_seconds()
-{
-	rusage ru{};
-	::getrusage(RUSAGE_SELF, &ru);
-	return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-	       static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-}
 
-int connect_unix(const std::string &path)
-{
-	int fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		bench::die("socket: %s", std::strerror(errno));
-	sockaddr_un sun{};
-	sun.sun_family = AF_UNIX;
-	if (path.size() >= sizeof sun.sun_path)
-		bench::die("socket path too long: %s", path.c_str());
-	std::memcpy(sun.sun_path, path.c_str(), path.size());
-	if (::connect(fd, reinterpret_cast<sockaddr *>(&sun), sizeof sun) < 0)
-		bench::die("connect %s: %s", path.c_str(), std::strerror(errno));
-	return fd;
-}
 
 void note_error(const std::string &code, const std::string &text)
 {
@@ -382,7 +361,7 @@ int main(int argc, char **argv)
 	ep = ::epoll_create1(EPOLL_CLOEXEC);
 	if (ep < 0)
 		bench::die("epoll_create1: %s", std::strerror(errno));
-	ctl = connect_unix(path);
+	ctl = bench::connect_unix(path);
 	if (!shoal::send_message(ctl, "{\"v\":1,\"op\":\"hello\",\"id\":\"hello\",\"owner\":\"bench-bumblebee-" +
 					      std::to_string(::getpid()) + "\"}"))
 		bench::die("hello: send failed");
@@ -408,11 +387,11 @@ int main(int argc, char **argv)
 			while (in_flight < window && next < count)
 				start_flow(next++);
 		};
-		double cpu0 = cpu_seconds();
+		double cpu0 = bench::cpu_seconds();
 		auto t0 = bench::Clock::now();
 		bool ok = run(t0 + span, [&] { return upgraded + failed >= count; }, more);
 		double secs = bench::seconds_since(t0);
-		double own_cpu = cpu_seconds() - cpu0;
+		double own_cpu = bench::cpu_seconds() - cpu0;
 		/* Untimed: every flow's `ended`, so nothing outlives the run. */
 		bool cleanup = run(bench::Clock::now() + std::chrono::seconds(30), [&] { return ended + refused >= sent; }, [] {});
 		std::printf("{\"mode\":\"rate\",\"requests\":%zu,\"sent\":%zu,\"upgraded\":%zu,\"failed\":%zu,"

@@ -7,6 +7,7 @@
 #include <netinet/tcp.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -171,6 +172,31 @@ inline int ms_until(Clock::time_point deadline)
 {
 	auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
 	return ms < 0 ? 0 : static_cast<int>(ms + 1);
+}
+
+/* Our own CPU time (user + system): if it approaches the wall time, the load generator, not the daemon, is the limit. */
+inline double cpu_seconds()
+{
+	rusage ru{};
+	::getrusage(RUSAGE_SELF, &ru);
+	return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+	       static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+/* A blocking connection to a daemon's control socket (AF_UNIX SOCK_SEQPACKET); dies on failure. */
+inline int connect_unix(const std::string &path)
+{
+	int fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		die("socket: %s", std::strerror(errno));
+	sockaddr_un sun{};
+	sun.sun_family = AF_UNIX;
+	if (path.size() >= sizeof sun.sun_path)
+		die("socket path too long: %s", path.c_str());
+	std::memcpy(sun.sun_path, path.c_str(), path.size());
+	if (::connect(fd, reinterpret_cast<sockaddr *>(&sun), sizeof sun) < 0)
+		die("connect %s: %s", path.c_str(), std::strerror(errno));
+	return fd;
 }
 
 } // namespace bench

@@ -125,16 +125,7 @@ void read_splicer()
 
 int connect_splicer(const std::string &path, const std::string &owner)
 {
-	int fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		bench::die("socket: %s", std::strerror(errno));
-	sockaddr_un sun{};
-	sun.sun_family = AF_UNIX;
-	if (path.size() >= sizeof sun.sun_path)
-		bench::die("splicer socket path too long: %s", path.c_str());
-	std::memcpy(sun.sun_path, path.c_str(), path.size());
-	if (::connect(fd, reinterpret_cast<sockaddr *>(&sun), sizeof sun) < 0)
-		bench::die("connect %s: %s", path.c_str(), std::strerror(errno));
+	int fd = bench::connect_unix(path);
 	::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
 	std::string hello = "{\"v\":1,\"op\":\"hello\",\"id\":\"hello\",\"owner\":\"" + owner + "\"}";
 	if (auto r = shoal::send_message(fd, hello); !r)

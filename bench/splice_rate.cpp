@@ -57,30 +57,7 @@ std::optional<std::string_view> quick_string(std::string_view data, std::string_
 	return data.substr(start, end - start);
 }
 
-/* Our own CPU time: if it approaches the wall time, the load generator, not splicer, is the limit. */
-double cpu_seconds()
-{
-	rusage ru{};
-	::getrusage(RUSAGE_SELF, &ru);
-	return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-	       static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-}
 
-int connect_unix(const std::string &path)
-{
-	int fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		bench::die("socket: %s", std::strerror(errno));
-	sockaddr_un sun{};
-	sun.sun_family = AF_UNIX;
-	if (path.size() >= sizeof sun.sun_path)
-		bench::die("socket path too long: %s", path.c_str());
-	std::memcpy(sun.sun_path, path.c_str(), path.size());
-	if (::connect(fd, reinterpret_cast<sockaddr *>(&sun), sizeof sun) < 0)
-		bench::die("connect %s: %s", path.c_str(), std::strerror(errno));
-	::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
-	return fd;
-}
 
 } // namespace
 
@@ -100,8 +77,10 @@ int main(int argc, char **argv)
 	::signal(SIGPIPE, SIG_IGN);
 
 	std::vector<Conn> conns(nconn);
-	for (Conn &c : conns)
-		c.fd = connect_unix(path);
+	for (Conn &c : conns) {
+		c.fd = bench::connect_unix(path);
+		::fcntl(c.fd, F_SETFL, ::fcntl(c.fd, F_GETFL) | O_NONBLOCK);
+	}
 	std::vector<pollfd> pfds(nconn);
 	auto span = std::chrono::duration_cast<bench::Clock::duration>(std::chrono::duration<double>(timeout));
 
@@ -243,12 +222,12 @@ int main(int argc, char **argv)
 			if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p.data()) < 0)
 				bench::die("socketpair: %s", std::strerror(errno));
 		cancel_phase = false;
-		double cpu0 = cpu_seconds();
+		double cpu0 = bench::cpu_seconds();
 		auto t0 = bench::Clock::now();
 		if (!run([&] { return accepted + splice_errors >= batch_end; }))
 			bench::die("timed out: %zu of %zu splice requests answered", accepted + splice_errors, batch_end);
 		secs += bench::seconds_since(t0);
-		own_cpu += cpu_seconds() - cpu0;
+		own_cpu += bench::cpu_seconds() - cpu0;
 		for (auto &p : pairs) {
 			::close(p[0]);
 			::close(p[1]);
