@@ -23,6 +23,7 @@
 #include <netlink/netlink.h>
 #include <netlink/route/addr.h>
 #include <netlink/route/link.h>
+#include <netlink/route/route.h>
 #include <netlink/socket.h>
 
 #include <shoal/fdpass/message.h>
@@ -259,6 +260,44 @@ Outcome<void> add_address(nl_sock *sk, const std::string &ifname, const std::str
 	return {};
 }
 
+/* True once the local table routes `address` to this host (RTN_LOCAL). */
+bool is_local_route(nl_sock *sk, const nl_addr *address)
+{
+	nl_cache *raw = nullptr;
+	if (rtnl_route_alloc_cache(sk, AF_INET6, 0, &raw) < 0)
+		return false;
+	std::unique_ptr<nl_cache, void (*)(nl_cache *)> cache(raw, nl_cache_free);
+	for (nl_object *o = nl_cache_get_first(cache.get()); o; o = nl_cache_get_next(o)) {
+		auto *route = reinterpret_cast<rtnl_route *>(o);
+		nl_addr *dst = rtnl_route_get_dst(route);
+		if (rtnl_route_get_table(route) == RT_TABLE_LOCAL && rtnl_route_get_type(route) == RTN_LOCAL && dst &&
+		    nl_addr_get_prefixlen(dst) == 128 && nl_addr_get_len(dst) == 16 &&
+		    std::memcmp(nl_addr_get_binary_addr(dst), nl_addr_get_binary_addr(address), 16) == 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * The kernel installs an IPv6 address's local route from its DAD work queue, even with
+ * IFA_F_NODAD: until then a SYN to the listener is not local and is dropped without a trace
+ * (seen under load as a first handshake that never answers). Wait for it, for up to 5 s.
+ */
+Outcome<void> wait_for_local_route(nl_sock *sk, const std::string &prefix)
+{
+	nl_addr *raw = nullptr;
+	int err = nl_addr_parse(prefix.c_str(), AF_INET6, &raw);
+	NlAddr address(raw);
+	if (err < 0)
+		return nl_fail("Failed to parse address " + prefix, err);
+	for (int i = 0; i < 1000; i++) {
+		if (is_local_route(sk, address.get()))
+			return {};
+		::usleep(5000);
+	}
+	return fail("Failed to see the local route of " + prefix + " within 5 s", ETIMEDOUT);
+}
+
 Outcome<void> configure_links(const NetnsConfig &cfg)
 {
 	NlSock sk(nl_socket_alloc());
@@ -279,6 +318,8 @@ Outcome<void> configure_links(const NetnsConfig &cfg)
 	/* No DAD: the address is ours alone, and must be bindable the moment it exists. */
 	if (!cfg.inet6.empty()) {
 		if (auto r = add_address(sk.get(), cfg.tun_name, cfg.inet6, AF_INET6, IFA_F_NODAD); !r)
+			return r;
+		if (auto r = wait_for_local_route(sk.get(), cfg.inet6); !r)
 			return r;
 	}
 	return {};
