@@ -250,6 +250,11 @@ void BumblebeeService::end(Flow &f, EndReason reason, int error)
 void BumblebeeService::sweep()
 {
 	std::uint64_t t = now();
+	if (accepts_paused_) {
+		accepts_paused_ = false;
+		listen4_poll_.resume();
+		listen6_poll_.resume();
+	}
 	std::vector<Flow *> late;
 	for (Flow *f : pending_)
 		if (t >= f->deadline_ms && !f->ending)
@@ -304,8 +309,8 @@ void BumblebeeService::Counters::from_json(const nlohmann::json &j)
 		{"drop_foreign", &drop_foreign}, {"drop_no_flow", &drop_no_flow}, {"drop_icmp", &drop_icmp},
 		{"drop_congested", &drop_congested}, {"drop_tun_write", &drop_tun_write}, {"drop_held", &drop_held},
 		{"accepted_orphans", &accepted_orphans}, {"rsts_sent", &rsts_sent}};
-	for (auto &[name, field] : all)
-		*field = j.at(name).get<std::uint64_t>();
+	for (auto &[name, field] : all) /* a counter an older version did not have starts at 0 */
+		*field = j.value(name, std::uint64_t{0});
 }
 
 void BumblebeeService::fill_status(nlohmann::json &s)
@@ -450,7 +455,8 @@ void BumblebeeService::export_items(const std::function<void(service::ExportItem
 			{"slot", f->has_slot ? nlohmann::json(f->slot_ep.to_string()) : nlohmann::json()},
 			{"first", proto::base64_encode({reinterpret_cast<const char *>(f->first.data()), f->first.size()})},
 			{"tcp", {f->client_ack, f->kernel_ack, f->client_ack_valid, f->kernel_ack_valid, f->fin_out_seq,
-				 f->fin_in_seq, f->fin_out, f->fin_in, f->fin_out_acked, f->fin_in_acked}},
+				 f->fin_in_seq, f->fin_out, f->fin_in, f->fin_out_acked, f->fin_in_acked, f->client_next,
+				 f->kernel_next, f->client_next_valid, f->kernel_next_valid}},
 			{"counts", {f->bytes_out, f->packets_out, f->bytes_in, f->packets_in}},
 			{"started_wall_ms", f->started_wall_ms},
 			{"deadline_in_ms", f->deadline_ms > t ? f->deadline_ms - t : 0},
@@ -518,8 +524,12 @@ Expected<void, std::string> BumblebeeService::import_item(service::ImportItem it
 		f->client = service::ClientRef::from_json(rec.at("client"));
 		f->request_id = rec.at("request_id");
 		f->metadata = rec.at("metadata");
-		f->protocol = *proto::flow_protocol_from_string(rec.at("protocol").get<std::string>());
-		f->state = static_cast<FlowState>(rec.at("state").get<int>());
+		auto protocol = proto::flow_protocol_from_string(rec.at("protocol").get<std::string>());
+		int state = rec.at("state").get<int>();
+		if (!protocol || state < 0 || state > static_cast<int>(FlowState::upgraded))
+			return Unexpected("flow " + f->task + ": unknown protocol or state");
+		f->protocol = *protocol;
+		f->state = static_cast<FlowState>(state);
 		f->confirm = rec.at("confirm");
 		f->seqpacket = rec.at("seqpacket");
 		f->detached = true;
@@ -562,6 +572,12 @@ Expected<void, std::string> BumblebeeService::import_item(service::ImportItem it
 		f->fin_in = tcp.at(7);
 		f->fin_out_acked = tcp.at(8);
 		f->fin_in_acked = tcp.at(9);
+		if (tcp.size() >= 14) {
+			f->client_next = tcp.at(10);
+			f->kernel_next = tcp.at(11);
+			f->client_next_valid = tcp.at(12);
+			f->kernel_next_valid = tcp.at(13);
+		}
 		const auto &counts = rec.at("counts");
 		f->bytes_out = counts.at(0);
 		f->packets_out = counts.at(1);

@@ -69,7 +69,10 @@ private:
 	/* Follows ACKs and FINs of one packet; true when the flow is over (RST, or FIN both ways acknowledged). */
 	bool track(Flow &f, const packet::Packet &p, bool from_client);
 	void flush_to_clients();
-	void send_to_client(Flow &f, const std::uint8_t *buf, std::size_t len);
+	/* 0, or the errno of a send that failed (the packet is counted as dropped). */
+	int send_to_client(Flow &f, const std::uint8_t *buf, std::size_t len);
+	/* RST at seq (and at other too, if also and it differs) toward the kernel or the client. */
+	void send_rsts(Flow &f, bool to_kernel, std::uint32_t seq, bool also, std::uint32_t other);
 	void rst_to_kernel(Flow &f);
 	void rst_to_client(Flow &f);
 	void refuse_client(Flow &f); /* RST (TCP) or ICMP port unreachable (UDP) to the client */
@@ -106,6 +109,7 @@ private:
 	};
 	std::vector<DeferredEnd> deferred_;
 	bool in_batch_ = false;
+	bool accepts_paused_ = false; /* out of descriptors: sweep() resumes the listeners */
 
 	/* Packet buffers: one batch of flow-socket reads or TUN reads at a time. */
 	static constexpr std::size_t kBatch = 16;

@@ -67,9 +67,13 @@ struct Flow {
 
 	std::vector<std::uint8_t> first; /* the SYN / first datagram, kept until upgraded */
 
-	/* TCP tracking: enough to send a RST either way and to see both FINs acknowledged. */
-	std::uint32_t client_ack = 0, kernel_ack = 0;
-	bool client_ack_valid = false, kernel_ack_valid = false;
+	/*
+	 * TCP tracking: enough to send a RST either way that the receiver accepts (RFC 5961 wants
+	 * seq == rcv_nxt) and to see both FINs acknowledged. *_next: the sequence number after the
+	 * highest byte each side has sent; *_ack: the highest ACK each side has sent.
+	 */
+	std::uint32_t client_next = 0, kernel_next = 0, client_ack = 0, kernel_ack = 0;
+	bool client_next_valid = false, kernel_next_valid = false, client_ack_valid = false, kernel_ack_valid = false;
 	std::uint32_t fin_out_seq = 0, fin_in_seq = 0;
 	bool fin_out = false, fin_in = false, fin_out_acked = false, fin_in_acked = false;
 

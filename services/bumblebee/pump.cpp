@@ -103,7 +103,10 @@ void BumblebeeService::from_client(Flow &f, std::uint8_t *buf, std::size_t len)
 			counters_.drop_held++; /* only the first datagram waits for a confirm */
 			return;
 		}
-		if (::send(f.payload.get(), p->payload(), p->payload_len(), MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		/* A zero-length message would read as EOF to the caller: such datagrams cannot be carried. */
+		if (p->payload_len() == 0)
+			counters_.drop_malformed++;
+		else if (::send(f.payload.get(), p->payload(), p->payload_len(), MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
 			counters_.drop_congested++;
 		return;
 	}
@@ -123,22 +126,32 @@ void BumblebeeService::from_client(Flow &f, std::uint8_t *buf, std::size_t len)
 bool BumblebeeService::track(Flow &f, const packet::Packet &p, bool from_client)
 {
 	/* The same bookkeeping both ways, mirrored: "ours" is the sender's side of the flow. */
-	std::uint32_t &peer_ack = from_client ? f.client_ack : f.kernel_ack;
-	bool &peer_ack_valid = from_client ? f.client_ack_valid : f.kernel_ack_valid;
+	std::uint32_t &next = from_client ? f.client_next : f.kernel_next;
+	bool &next_valid = from_client ? f.client_next_valid : f.kernel_next_valid;
+	std::uint32_t &ack = from_client ? f.client_ack : f.kernel_ack;
+	bool &ack_valid = from_client ? f.client_ack_valid : f.kernel_ack_valid;
 	bool &fin_ours = from_client ? f.fin_out : f.fin_in;
 	std::uint32_t &fin_ours_seq = from_client ? f.fin_out_seq : f.fin_in_seq;
 	bool fin_theirs = from_client ? f.fin_in : f.fin_out;
 	std::uint32_t fin_theirs_seq = from_client ? f.fin_in_seq : f.fin_out_seq;
 	bool &fin_theirs_acked = from_client ? f.fin_in_acked : f.fin_out_acked;
+	std::uint32_t end = p.seq + seq_len(p);
+	/* Only forward: a reordered or retransmitted segment must not move either mark back. */
+	if (!next_valid || seq_ge(end, next)) {
+		next = end;
+		next_valid = true;
+	}
 	if (p.tcp_flags & packet::tcp_ack) {
-		peer_ack = p.ack;
-		peer_ack_valid = true;
+		if (!ack_valid || seq_ge(p.ack, ack)) {
+			ack = p.ack;
+			ack_valid = true;
+		}
 		if (fin_theirs && seq_ge(p.ack, fin_theirs_seq + 1))
 			fin_theirs_acked = true;
 	}
 	if (p.tcp_flags & packet::tcp_fin) {
 		fin_ours = true;
-		fin_ours_seq = p.seq + seq_len(p) - 1;
+		fin_ours_seq = end - 1;
 	}
 	return (p.tcp_flags & packet::tcp_rst) || (f.fin_out && f.fin_in && f.fin_out_acked && f.fin_in_acked);
 }
@@ -208,43 +221,47 @@ void BumblebeeService::flush_to_clients()
 			msgs[j - i].msg_hdr.msg_iov = &iov[j - i];
 			msgs[j - i].msg_hdr.msg_iovlen = 1;
 		}
-		unsigned count = static_cast<unsigned>(j - i);
-		int sent = ::sendmmsg(f.sock.get(), msgs, count, MSG_DONTWAIT | MSG_NOSIGNAL);
-		int err = sent < 0 ? errno : 0;
-		if (sent < 0)
-			sent = 0;
-		for (int k = 0; k < sent; k++) {
-			f.packets_in++;
-			f.bytes_in += msgs[k].msg_len;
-			counters_.packets_in++;
-			counters_.bytes_in += msgs[k].msg_len;
-		}
-		if (static_cast<unsigned>(sent) < count) {
-			if (!err && ::send(f.sock.get(), iov[sent].iov_base, iov[sent].iov_len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
-				err = errno;
-			if (err == EAGAIN || err == ENOBUFS || err == 0) {
+		unsigned count = static_cast<unsigned>(j - i), done = 0;
+		while (done < count) {
+			int sent = ::sendmmsg(f.sock.get(), msgs + done, count - done, MSG_DONTWAIT | MSG_NOSIGNAL);
+			if (sent > 0) {
+				for (int k = 0; k < sent; k++) {
+					f.packets_in++;
+					f.bytes_in += msgs[done + k].msg_len;
+					counters_.packets_in++;
+					counters_.bytes_in += msgs[done + k].msg_len;
+				}
+				done += static_cast<unsigned>(sent);
+				continue;
+			}
+			int err = sent < 0 ? errno : EAGAIN;
+			if (err == EINTR)
+				continue;
+			if (err == EAGAIN || err == ENOBUFS) {
 				/* A router's answer to a full queue: drop, and let TCP slow down. */
-				counters_.drop_congested += count - sent;
+				counters_.drop_congested += count - done;
 			} else if (!f.ending) {
 				rst_to_kernel(f);
 				end_later(f, EndReason::error, err);
 			}
+			break;
 		}
 		i = j;
 	}
 	outgoing_.clear();
 }
 
-void BumblebeeService::send_to_client(Flow &f, const std::uint8_t *buf, std::size_t len)
+int BumblebeeService::send_to_client(Flow &f, const std::uint8_t *buf, std::size_t len)
 {
 	if (::send(f.sock.get(), buf, len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
 		counters_.drop_congested++;
-		return;
+		return errno;
 	}
 	f.packets_in++;
 	f.bytes_in += len;
 	counters_.packets_in++;
 	counters_.bytes_in += len;
+	return 0;
 }
 
 void BumblebeeService::on_listener_readable(int listener)
@@ -256,8 +273,16 @@ void BumblebeeService::on_listener_readable(int listener)
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
-			if (errno != EAGAIN)
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+				/* The listener stays readable: without a pause this would spin. sweep() resumes it. */
+				rt_->log().warn("Failed to accept a flow's connection: {}; pausing accepts for 100 ms",
+						service::errno_name(errno));
+				listen4_poll_.pause();
+				listen6_poll_.pause();
+				accepts_paused_ = true;
+			} else if (errno != EAGAIN) {
 				rt_->log().warn("Failed to accept a flow's connection: {}", service::errno_name(errno));
+			}
 			return;
 		}
 		UniqueFd sock(fd);
@@ -283,7 +308,8 @@ void BumblebeeService::on_payload_event(Flow &f, int status, int /*events*/)
 	std::uint8_t *payload = buffers_.data();
 	std::uint8_t *out = buffers_.data() + kBufSize;
 	for (int i = 0; i < 64; i++) {
-		ssize_t n = ::recv(f.payload.get(), payload, kBufSize - 64, MSG_DONTWAIT);
+		/* MSG_TRUNC: the real size, so a payload too large for one IP packet is dropped, never cut. */
+		ssize_t n = ::recv(f.payload.get(), payload, kBufSize - 64, MSG_DONTWAIT | MSG_TRUNC);
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EINTR)
 				break;
@@ -295,54 +321,69 @@ void BumblebeeService::on_payload_event(Flow &f, int status, int /*events*/)
 			return;
 		}
 		f.last_active_ms = now();
-		std::size_t len = packet::build_udp(out, kBufSize, f.server_ep, f.client_ep, payload,
-						    static_cast<std::size_t>(n));
+		std::size_t len = static_cast<std::size_t>(n) > kBufSize - 64
+					  ? 0
+					  : packet::build_udp(out, kBufSize, f.server_ep, f.client_ep, payload,
+							      static_cast<std::size_t>(n));
 		if (len == 0) {
 			counters_.drop_malformed++; /* too large for one IP packet */
 			continue;
 		}
-		send_to_client(f, out, len);
+		int err = send_to_client(f, out, len);
+		if (err && err != EAGAIN && err != ENOBUFS) {
+			end(f, EndReason::error, err); /* the client's socket is gone (a SOCK_DGRAM flow never reads 0) */
+			return;
+		}
 	}
 }
 
 
+void BumblebeeService::send_rsts(Flow &f, bool to_kernel, std::uint32_t seq, bool also, std::uint32_t other)
+{
+	/*
+	 * The receiver resets only at exactly its rcv_nxt (RFC 5961): our best guess is the sender's
+	 * next byte; if the receiver's own last ACK says otherwise (a segment still in flight or
+	 * lost), a second RST at that value covers it.
+	 */
+	const packet::Endpoint &src = to_kernel ? f.slot_ep : f.server_ep;
+	const packet::Endpoint &dst = to_kernel ? listener_for(f.slot_ep.addr.family) : f.client_ep;
+	for (std::uint32_t s : {seq, other}) {
+		std::uint8_t buf[128];
+		std::size_t len = packet::build_tcp(buf, sizeof(buf), src, dst, s, 0, packet::tcp_rst, 0);
+		if (len && to_kernel && ::write(ns_.tun.get(), buf, len) >= 0)
+			counters_.rsts_sent++;
+		if (len && !to_kernel && send_to_client(f, buf, len) == 0)
+			counters_.rsts_sent++;
+		if (!also || other == seq)
+			break;
+	}
+}
+
 void BumblebeeService::rst_to_kernel(Flow &f)
 {
 	if (f.protocol != FlowProtocol::tcp || !f.has_slot ||
-	    (f.state != FlowState::handshake && f.state != FlowState::upgraded))
+	    (f.state != FlowState::handshake && f.state != FlowState::upgraded) || !f.client_next_valid)
 		return;
-	std::uint32_t seq = f.kernel_ack;
-	if (!f.kernel_ack_valid) {
-		auto syn = packet::parse(f.first.data(), f.first.size());
-		if (!syn)
-			return;
-		seq = syn->seq + 1;
-	}
-	std::uint8_t buf[128];
-	std::size_t len = packet::build_tcp(buf, sizeof(buf), f.slot_ep, listener_for(f.slot_ep.addr.family), seq, 0,
-					    packet::tcp_rst, 0);
-	if (len && ::write(ns_.tun.get(), buf, len) >= 0)
-		counters_.rsts_sent++;
+	send_rsts(f, true, f.client_next, f.kernel_ack_valid, f.kernel_ack);
 }
 
 void BumblebeeService::rst_to_client(Flow &f)
 {
 	if (f.protocol != FlowProtocol::tcp || f.state == FlowState::first_packet)
 		return;
+	if (f.client_ack_valid && f.kernel_next_valid) {
+		/* The client has answered the SYN-ACK: it is established and wants seq == its rcv_nxt. */
+		send_rsts(f, false, f.kernel_next, true, f.client_ack);
+		return;
+	}
+	auto syn = packet::parse(f.first.data(), f.first.size());
+	if (!syn)
+		return;
+	/* Only the SYN so far: answer it as a closed port would. */
 	std::uint8_t buf[128];
-	std::size_t len = 0;
-	if (!f.first.empty()) {
-		/* Still holding the SYN: answer it as a closed port would. */
-		auto syn = packet::parse(f.first.data(), f.first.size());
-		if (syn)
-			len = packet::build_tcp_rst(buf, sizeof(buf), *syn);
-	} else if (f.client_ack_valid) {
-		len = packet::build_tcp(buf, sizeof(buf), f.server_ep, f.client_ep, f.client_ack, 0, packet::tcp_rst, 0);
-	}
-	if (len) {
-		send_to_client(f, buf, len);
+	std::size_t len = packet::build_tcp_rst(buf, sizeof(buf), *syn);
+	if (len && send_to_client(f, buf, len) == 0)
 		counters_.rsts_sent++;
-	}
 }
 
 void BumblebeeService::refuse_client(Flow &f)
@@ -359,7 +400,7 @@ void BumblebeeService::refuse_client(Flow &f)
 	std::size_t len = packet::build_icmp_unreachable(buf, sizeof(buf), *first, f.server_ep.addr,
 							 first->family == AF_INET ? 3 : 4);
 	if (len)
-		send_to_client(f, buf, len);
+		(void)send_to_client(f, buf, len); /* best effort: the flow is being refused */
 }
 
 } // namespace shoal::bumblebee

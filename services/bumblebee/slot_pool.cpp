@@ -70,16 +70,17 @@ std::uint64_t SlotPool::index_of(const packet::Addr &a) const
 
 std::optional<packet::Addr> SlotPool::acquire(std::uint64_t now_ms)
 {
+	/* Held-down addresses whose time is up go first: the queue stays as short as the hold-down allows. */
+	if (!held_.empty() && held_.front().until_ms <= now_ms) {
+		std::uint64_t i = held_.front().index;
+		held_.pop_front();
+		in_use_++;
+		return at(i);
+	}
 	while (next_fresh_ <= capacity_) {
 		std::uint64_t i = next_fresh_++;
 		if (i == reserved_index_)
 			continue;
-		in_use_++;
-		return at(i);
-	}
-	if (!held_.empty() && held_.front().until_ms <= now_ms) {
-		std::uint64_t i = held_.front().index;
-		held_.pop_front();
 		in_use_++;
 		return at(i);
 	}

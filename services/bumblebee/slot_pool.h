@@ -15,8 +15,9 @@ namespace shoal::bumblebee {
 /*
  * A flow's NAT slot is a whole address of a private prefix (100.64.0.0/10, a ULA /64), so a
  * flow is found again from its accepted socket's peer address alone and two tenants that
- * use the same client address can never collide. Fresh addresses are handed out first;
- * a released one waits hold_down_ms (the namespace's TIME_WAIT) before it is used again.
+ * use the same client address can never collide. A released address waits hold_down_ms (the
+ * namespace's TIME_WAIT) before it is used again, and is then preferred to a fresh one, so the
+ * hold-down queue holds at most what ends within one hold-down.
  */
 class SlotPool {
 public:

@@ -49,12 +49,6 @@ void BumblebeeService::handle_upgrade(service::Call &call)
 		rt_->fail(call.client, id, req.error().code, req.error().message);
 		return;
 	}
-	bool seqpacket = true;
-	if (auto why = unfit_flow_socket(call.fds[0].get(), seqpacket)) {
-		counters_.refused_bad_fds++;
-		rt_->fail(call.client, id, ErrorCode::bad_fds, "flow (fd 0): " + *why);
-		return;
-	}
 	if (flows_.size() >= max_flows_) {
 		counters_.refused_busy++;
 		rt_->fail(call.client, id, ErrorCode::busy,
@@ -70,6 +64,13 @@ void BumblebeeService::handle_upgrade(service::Call &call)
 		return;
 	}
 
+	/* After the limits: the order of PROTOCOL.md §2, step 7. */
+	bool seqpacket = true;
+	if (auto why = unfit_flow_socket(call.fds[0].get(), seqpacket)) {
+		counters_.refused_bad_fds++;
+		rt_->fail(call.client, id, ErrorCode::bad_fds, "flow (fd 0): " + *why);
+		return;
+	}
 	auto flow = std::make_unique<Flow>();
 	flow->task = "b" + std::to_string(next_task_++);
 	flow->client = call.client;
@@ -161,6 +162,8 @@ void BumblebeeService::begin_tcp(Flow &f, packet::Packet &syn)
 	}
 	f.slot_ep = packet::Endpoint{*addr, syn.sport};
 	f.has_slot = true;
+	f.client_next = syn.seq + 1 + static_cast<std::uint32_t>(syn.payload_len());
+	f.client_next_valid = true;
 	by_slot_[f.slot_ep] = &f;
 	keep_first(f, syn);
 	if (!hold_for_confirm(f))
