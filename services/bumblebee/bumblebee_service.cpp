@@ -147,19 +147,26 @@ void BumblebeeService::start()
 void BumblebeeService::start_polls()
 {
 	tun_poll_.start(rt_->loop(), ns_.tun.get(), this, [](uv_poll_t *h, int status, int) {
+		auto *s = static_cast<BumblebeeService *>(h->data);
 		if (status >= 0)
-			static_cast<BumblebeeService *>(h->data)->on_tun_readable();
+			s->on_tun_readable();
+		else
+			s->poll_failed("the TUN device", status);
 	});
 	listen4_poll_.start(rt_->loop(), ns_.listener4.get(), this, [](uv_poll_t *h, int status, int) {
 		auto *s = static_cast<BumblebeeService *>(h->data);
 		if (status >= 0)
 			s->on_listener_readable(s->ns_.listener4.get());
+		else
+			s->poll_failed("the IPv4 listener", status);
 	});
 	if (ns_.listener6.is_valid())
 		listen6_poll_.start(rt_->loop(), ns_.listener6.get(), this, [](uv_poll_t *h, int status, int) {
 			auto *s = static_cast<BumblebeeService *>(h->data);
 			if (status >= 0)
 				s->on_listener_readable(s->ns_.listener6.get());
+			else
+				s->poll_failed("the IPv6 listener", status);
 		});
 	if (!sweep_timer_) {
 		sweep_timer_ = new uv_timer_t;
@@ -169,6 +176,13 @@ void BumblebeeService::start_polls()
 			       100);
 		uv_unref(reinterpret_cast<uv_handle_t *>(sweep_timer_));
 	}
+}
+
+void BumblebeeService::poll_failed(const char *what, int status)
+{
+	/* libuv stops a poll that reported an error; the next sweep starts it again. */
+	rt_->log().error("Failed to poll {}: {}", what, uv_strerror(status));
+	accepts_paused_ = true;
 }
 
 void BumblebeeService::handle(service::Call call)
@@ -252,6 +266,7 @@ void BumblebeeService::sweep()
 	std::uint64_t t = now();
 	if (accepts_paused_) {
 		accepts_paused_ = false;
+		tun_poll_.resume();
 		listen4_poll_.resume();
 		listen6_poll_.resume();
 	}

@@ -90,6 +90,8 @@ private:
 	const packet::Endpoint &listener_for(int family) const { return family == AF_INET ? listen4_ : listen6_; }
 	std::uint64_t now() const { return uv_now(rt_->loop()); }
 	void start_polls();
+	/* A poll of the TUN or a listener reported an error: log it and retry from sweep(). */
+	void poll_failed(const char *what, int status);
 
 	service::Runtime *rt_ = nullptr;
 	NetnsConfig ns_config_;
@@ -109,7 +111,7 @@ private:
 	};
 	std::vector<DeferredEnd> deferred_;
 	bool in_batch_ = false;
-	bool accepts_paused_ = false; /* out of descriptors: sweep() resumes the listeners */
+	bool accepts_paused_ = false; /* out of descriptors, or a poll error: sweep() resumes the polls */
 
 	/* Packet buffers: one batch of flow-socket reads or TUN reads at a time. */
 	static constexpr std::size_t kBatch = 16;
