@@ -2,6 +2,7 @@
 #include "upstream_relay.h"
 
 #include <cerrno>
+#include <tuple>
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -22,56 +23,34 @@ int socket_error(int fd, int fallback)
 	return fallback;
 }
 
-/* Applies a wanted event mask to a poll handle, touching epoll only when it changes. */
-template <typename PollT, typename Callback>
-void apply_events(PollT *p, int &current, int events, Callback cb)
-{
-	if (!p || events == current)
-		return;
-	current = events;
-	if (events == 0)
-		uv_poll_stop(&p->handle);
-	else
-		uv_poll_start(&p->handle, events, cb);
-}
-
-template <typename PollT>
-void close_poll(PollT *&p)
-{
-	if (!p)
-		return;
-	uv_close(reinterpret_cast<uv_handle_t *>(&p->handle),
-		 [](uv_handle_t *h) { delete static_cast<PollT *>(h->data); });
-	p = nullptr;
-}
-
 } // namespace
 
-/* ---------------- TCP ---------------- */
+/* ---------------- both ---------------- */
 
-TcpRelay::TcpRelay(RelayContext &ctx, UniqueFd client, UniqueFd upstream)
-	: ctx_(ctx), client_(std::move(client)), upstream_(std::move(upstream))
+Relay::Relay(RelayContext &ctx, UniqueFd client, UniqueFd upstream, const char *kind)
+	: ctx_(ctx), client_(std::move(client)), upstream_(std::move(upstream)), kind_(kind)
 {
-	up_.src = down_.dst = client_.get();
-	up_.dst = down_.src = upstream_.get();
-	up_.bytes = &bytes_up_;
-	down_.bytes = &bytes_down_;
 }
 
-TcpRelay::~TcpRelay()
+Relay::~Relay()
 {
-	/* Polls go before the sockets close (member destructors run after this body). */
+	/* Polls go before the sockets close (members are destroyed after this body). */
 	close_polls();
 }
 
-void TcpRelay::close_polls()
+void Relay::close_polls()
 {
-	close_poll(poll_client_);
-	close_poll(poll_upstream_);
+	for (Poll **p : {&poll_client_, &poll_upstream_}) {
+		if (!*p)
+			continue;
+		uv_close(reinterpret_cast<uv_handle_t *>(&(*p)->handle),
+			 [](uv_handle_t *h) { delete static_cast<Poll *>(h->data); });
+		*p = nullptr;
+	}
 	events_client_ = events_upstream_ = -1;
 }
 
-bool TcpRelay::start(EndHandler on_end)
+bool Relay::start(EndHandler on_end)
 {
 	on_end_ = std::move(on_end);
 	for (bool client : {true, false}) {
@@ -89,14 +68,39 @@ bool TcpRelay::start(EndHandler on_end)
 	return true;
 }
 
+void Relay::watch(int client_events, int upstream_events)
+{
+	auto cb = [](uv_poll_t *h, int status, int events) {
+		auto *p = static_cast<Poll *>(h->data);
+		guarded(p->relay->kind_, [&] { p->relay->on_event(p->client, status, events); });
+	};
+	for (auto [p, current, wanted] : {std::tuple{poll_client_, &events_client_, client_events},
+					  std::tuple{poll_upstream_, &events_upstream_, upstream_events}}) {
+		if (!p || wanted == *current)
+			continue;
+		*current = wanted;
+		if (wanted == 0)
+			uv_poll_stop(&p->handle);
+		else
+			uv_poll_start(&p->handle, wanted, cb);
+	}
+}
+
+/* ---------------- TCP ---------------- */
+
+TcpRelay::TcpRelay(RelayContext &ctx, UniqueFd client, UniqueFd upstream)
+	: Relay(ctx, std::move(client), std::move(upstream), "tcp relay")
+{
+	up_.src = down_.dst = client_.get();
+	up_.dst = down_.src = upstream_.get();
+	up_.bytes = &bytes_up_;
+	down_.bytes = &bytes_down_;
+}
+
 void TcpRelay::update()
 {
 	if (ended_)
 		return;
-	auto cb = [](uv_poll_t *h, int status, int events) {
-		auto *p = static_cast<Poll *>(h->data);
-		guarded("tcp relay", [&] { p->relay->on_event(p->client, status, events); });
-	};
 	int ec = 0, eu = 0;
 	if (up_.want_read)
 		ec |= UV_READABLE | UV_DISCONNECT;
@@ -106,8 +110,7 @@ void TcpRelay::update()
 		eu |= UV_READABLE | UV_DISCONNECT;
 	if (up_.want_write)
 		eu |= UV_WRITABLE;
-	apply_events(poll_client_, events_client_, ec, cb);
-	apply_events(poll_upstream_, events_upstream_, eu, cb);
+	watch(ec, eu);
 }
 
 void TcpRelay::on_event(bool client, int status, int events)
@@ -283,7 +286,7 @@ constexpr int kEndOfFlow = -1;
 }
 
 UdpRelay::UdpRelay(RelayContext &ctx, UniqueFd client, UniqueFd upstream)
-	: ctx_(ctx), client_(std::move(client)), upstream_(std::move(upstream))
+	: Relay(ctx, std::move(client), std::move(upstream), "udp relay")
 {
 	up_.src = down_.dst = client_.get();
 	up_.dst = down_.src = upstream_.get();
@@ -295,43 +298,10 @@ UdpRelay::UdpRelay(RelayContext &ctx, UniqueFd client, UniqueFd upstream)
 		up_.src_is_seqpacket = type == SOCK_SEQPACKET;
 }
 
-UdpRelay::~UdpRelay()
-{
-	close_polls();
-}
-
-void UdpRelay::close_polls()
-{
-	close_poll(poll_client_);
-	close_poll(poll_upstream_);
-	events_client_ = events_upstream_ = -1;
-}
-
-bool UdpRelay::start(EndHandler on_end)
-{
-	on_end_ = std::move(on_end);
-	for (bool client : {true, false}) {
-		auto *p = new Poll{{}, this, client};
-		if (uv_poll_init_socket(ctx_.loop, &p->handle, client ? client_.get() : upstream_.get()) < 0) {
-			delete p;
-			close_polls();
-			return false;
-		}
-		p->handle.data = p;
-		(client ? poll_client_ : poll_upstream_) = p;
-	}
-	update();
-	return true;
-}
-
 void UdpRelay::update()
 {
 	if (ended_)
 		return;
-	auto cb = [](uv_poll_t *h, int status, int events) {
-		auto *p = static_cast<Poll *>(h->data);
-		guarded("udp relay", [&] { p->relay->on_event(p->client, status, events); });
-	};
 	int ec = 0, eu = 0;
 	if (!up_.has_pending)
 		ec |= UV_READABLE;
@@ -341,8 +311,7 @@ void UdpRelay::update()
 		eu |= UV_READABLE;
 	if (up_.has_pending)
 		eu |= UV_WRITABLE;
-	apply_events(poll_client_, events_client_, ec, cb);
-	apply_events(poll_upstream_, events_upstream_, eu, cb);
+	watch(ec, eu);
 }
 
 void UdpRelay::on_event(bool client, int status, int events)
@@ -360,7 +329,7 @@ void UdpRelay::on_event(bool client, int status, int events)
 		if (!client && (err == ECONNREFUSED || err == EHOSTUNREACH || err == ENETUNREACH ||
 				err == EMSGSIZE)) {
 			dropped_++;
-			events_upstream_ = -1;
+			forget_mask(false);
 			update();
 			return;
 		}

@@ -31,14 +31,40 @@ public:
 	 */
 	using EndHandler = std::function<void(int error)>;
 
-	virtual ~Relay() = default;
-	virtual bool start(EndHandler on_end) = 0;
+	virtual ~Relay();
+	/* Polls both sockets and starts relaying; false (nothing started) if libuv refuses. */
+	bool start(EndHandler on_end);
 	std::uint64_t bytes_up() const { return bytes_up_; }     /* client → upstream */
 	std::uint64_t bytes_down() const { return bytes_down_; } /* upstream → client */
 
 protected:
+	Relay(RelayContext &ctx, UniqueFd client, UniqueFd upstream, const char *kind);
+	/* Computes the wanted event masks from the ways' state and applies them with watch(). */
+	virtual void update() = 0;
+	virtual void on_event(bool client, int status, int events) = 0;
+	/* Applies event masks to the two polls, touching epoll only when a mask changes. */
+	void watch(int client_events, int upstream_events);
+	/* libuv stopped a poll after an error: forget its mask so the next watch() starts it again. */
+	void forget_mask(bool client) { (client ? events_client_ : events_upstream_) = -1; }
+	void close_polls();
+
+	RelayContext &ctx_;
+	UniqueFd client_, upstream_; /* declared before nothing that outlives them: polls close first (~Relay) */
+	bool ended_ = false;
+	EndHandler on_end_;
 	std::uint64_t bytes_up_ = 0;
 	std::uint64_t bytes_down_ = 0;
+
+private:
+	struct Poll {
+		uv_poll_t handle;
+		Relay *relay;
+		bool client;
+	};
+	const char *kind_;
+	Poll *poll_client_ = nullptr;
+	Poll *poll_upstream_ = nullptr;
+	int events_client_ = -1, events_upstream_ = -1;
 };
 
 /*
@@ -51,8 +77,6 @@ protected:
 class TcpRelay final : public Relay {
 public:
 	TcpRelay(RelayContext &ctx, UniqueFd client, UniqueFd upstream);
-	~TcpRelay() override;
-	bool start(EndHandler on_end) override;
 
 private:
 	struct Way {
@@ -69,27 +93,14 @@ private:
 		bool holds_bytes() const { return in_pipe > 0 || !pending.empty(); }
 		bool finished() const { return eof && shut && !holds_bytes(); }
 	};
-	struct Poll {
-		uv_poll_t handle;
-		TcpRelay *relay;
-		bool client;
-	};
 
-	void on_event(bool client, int status, int events);
+	void on_event(bool client, int status, int events) override;
 	int pump(Way &w);
 	int copy_once(Way &w);
-	void update();
+	void update() override;
 	void end(int error, int failed_fd);
-	void close_polls();
 
-	RelayContext &ctx_;
-	UniqueFd client_, upstream_;
 	Way up_, down_;
-	Poll *poll_client_ = nullptr;
-	Poll *poll_upstream_ = nullptr;
-	int events_client_ = -1, events_upstream_ = -1;
-	bool ended_ = false;
-	EndHandler on_end_;
 };
 
 /*
@@ -101,8 +112,6 @@ private:
 class UdpRelay final : public Relay {
 public:
 	UdpRelay(RelayContext &ctx, UniqueFd client, UniqueFd upstream);
-	~UdpRelay() override;
-	bool start(EndHandler on_end) override;
 	std::uint64_t datagrams_dropped() const { return dropped_; }
 
 private:
@@ -114,28 +123,15 @@ private:
 		bool has_pending = false;
 		std::uint64_t *bytes = nullptr;
 	};
-	struct Poll {
-		uv_poll_t handle;
-		UdpRelay *relay;
-		bool client;
-	};
 
-	void on_event(bool client, int status, int events);
+	void on_event(bool client, int status, int events) override;
 	int pump(Way &w);
 	int send_one(Way &w, const std::uint8_t *data, std::size_t len);
-	void update();
+	void update() override;
 	void end(int error);
-	void close_polls();
 
-	RelayContext &ctx_;
-	UniqueFd client_, upstream_;
 	Way up_, down_;
-	Poll *poll_client_ = nullptr;
-	Poll *poll_upstream_ = nullptr;
-	int events_client_ = -1, events_upstream_ = -1;
-	bool ended_ = false;
 	std::uint64_t dropped_ = 0;
-	EndHandler on_end_;
 };
 
 } // namespace shoal::tunnel
