@@ -409,7 +409,7 @@ int main(int argc, char **argv)
 	sev.events = EPOLLIN;
 	sev.data.u64 = kStdin;
 	::epoll_ctl(ep, EPOLL_CTL_ADD, 0, &sev);
-	std::string line;
+	bench::StdinCommands commands;
 	bool quit = false;
 	while (!quit) {
 		epoll_event events[512];
@@ -427,18 +427,13 @@ int main(int argc, char **argv)
 					on_flow_readable(i);
 				continue;
 			}
-			char b[256];
-			ssize_t r = ::read(0, b, sizeof b);
-			if (r <= 0) {
+			if (!commands.read_more()) {
 				quit = true;
 				break;
 			}
-			line.append(b, static_cast<std::size_t>(r));
 		}
-		std::size_t nl;
-		while (!quit && (nl = line.find('\n')) != std::string::npos) {
-			std::string cmd = line.substr(0, nl);
-			line.erase(0, nl + 1);
+		for (auto next = commands.next(); !quit && next; next = commands.next()) {
+			const std::string &cmd = *next;
 			if (cmd == "close") {
 				quit = true;
 			} else if (cmd.rfind("open ", 0) == 0) {

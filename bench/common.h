@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -198,5 +199,33 @@ inline int connect_unix(const std::string &path)
 		die("connect %s: %s", path.c_str(), std::strerror(errno));
 	return fd;
 }
+
+/* The command lines a tool reads on stdin ("open 100", "close"), as they come in. */
+class StdinCommands {
+public:
+	/* Reads what stdin has; false at EOF or on an error. */
+	bool read_more()
+	{
+		char b[256];
+		ssize_t r = ::read(0, b, sizeof b);
+		if (r <= 0)
+			return false;
+		buf_.append(b, static_cast<std::size_t>(r));
+		return true;
+	}
+	/* The next complete line, without its newline. */
+	std::optional<std::string> next()
+	{
+		std::size_t nl = buf_.find('\n');
+		if (nl == std::string::npos)
+			return std::nullopt;
+		std::string cmd = buf_.substr(0, nl);
+		buf_.erase(0, nl + 1);
+		return cmd;
+	}
+
+private:
+	std::string buf_;
+};
 
 } // namespace bench
